@@ -1,1 +1,61 @@
-//! placeholder
+//! Durable state: executions and their output logs. [`Store`] is the boundary every backend
+//! implements; [`SqliteStore`] is the embedded backend. One conformance suite
+//! (`tests/conformance.rs`) runs against every backend.
+
+mod query;
+mod sqlite;
+
+use async_trait::async_trait;
+use squall_core::output::StreamFilter;
+use squall_core::{Execution, OutputRecord, Status};
+
+pub use query::{ExecutionQuery, ParentFilter, SortOrder};
+pub use sqlite::SqliteStore;
+
+/// What went wrong talking to storage. These are server-side failures (500s), never a client's
+/// mistake; the message says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored execution {id} is unreadable: {source}")]
+    Corrupt { id: String, source: serde_json::Error },
+    #[error("cannot open the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The storage boundary. Implementations must make `append_output` durable before returning
+/// (the log writer publishes only after it returns) and must keep `seq` order on reads.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn insert_execution(&self, execution: &Execution) -> Result<()>;
+
+    /// Replaces the stored execution only if its stored status is still `expected`; returns
+    /// whether it did. Every status change goes through here, so a cancel and a runner that
+    /// finishes at the same moment cannot overwrite each other.
+    async fn update_execution(&self, execution: &Execution, expected: Status) -> Result<bool>;
+
+    async fn execution(&self, id: &str) -> Result<Option<Execution>>;
+
+    /// The newest execution (by start time, then id): what `last` means.
+    async fn latest_execution(&self) -> Result<Option<Execution>>;
+
+    /// Matching executions (after limit/offset) and the number of matches ignoring them.
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<(Vec<Execution>, u64)>;
+
+    /// Every execution currently in one of `statuses` (start-up recovery).
+    async fn executions_with_status(&self, statuses: &[Status]) -> Result<Vec<Execution>>;
+
+    /// Appends records in one transaction (group commit).
+    async fn append_output(&self, records: &[OutputRecord]) -> Result<()>;
+
+    /// Up to `limit` records of one execution with `seq > after`, in `seq` order.
+    async fn read_output(&self, execution_id: &str, after: u64, filter: StreamFilter, limit: u32) -> Result<Vec<OutputRecord>>;
+
+    /// The highest stored `seq` of an execution (0 when it has none).
+    async fn last_seq(&self, execution_id: &str) -> Result<u64>;
+}

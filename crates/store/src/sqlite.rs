@@ -1,0 +1,210 @@
+//! The embedded backend: one SQLite file in WAL mode.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use squall_core::output::StreamFilter;
+use squall_core::{Execution, OutputRecord, Status, StreamKind, Timestamp};
+
+use crate::{ExecutionQuery, ParentFilter, Result, SortOrder, Store, StoreError};
+
+/// SQLite storage. WAL with `synchronous = NORMAL`: a committed transaction survives a crash of
+/// the squall process (it is in the WAL file); only an operating-system crash can lose the
+/// last commits.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) `<data_dir>/squall.db`.
+    pub async fn open(data_dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
+        let path = data_dir.join("squall.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .pragma("temp_store", "memory");
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn decode_execution(row: &SqliteRow) -> Result<Execution> {
+    let id: String = row.try_get("id")?;
+    let doc: String = row.try_get("doc")?;
+    serde_json::from_str(&doc).map_err(|source| StoreError::Corrupt { id, source })
+}
+
+fn encode(execution: &Execution) -> String {
+    serde_json::to_string(execution).expect("an execution always serialises")
+}
+
+fn decode_record(execution_id: &str, row: &SqliteRow) -> Result<OutputRecord> {
+    let stream: i64 = row.try_get("stream")?;
+    Ok(OutputRecord {
+        execution_id: execution_id.to_string(),
+        seq: row.try_get::<i64, _>("seq")? as u64,
+        stream: StreamKind::from_code(stream).unwrap_or(StreamKind::Output),
+        offset: row.try_get::<i64, _>("byte_offset")? as u64,
+        timestamp: Timestamp(row.try_get("ts")?),
+        data: Bytes::from(row.try_get::<Vec<u8>, _>("data")?),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_execution(&self, e: &Execution) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO executions (id, status, action_ref, user_name, parent, start_ts, end_ts, doc)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.id)
+        .bind(e.status.as_str())
+        .bind(&e.action.ref_)
+        .bind(e.user())
+        .bind(e.parent.as_deref())
+        .bind(e.start_timestamp.micros())
+        .bind(e.end_timestamp.map(Timestamp::micros))
+        .bind(encode(e))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_execution(&self, e: &Execution, expected: Status) -> Result<bool> {
+        let done = sqlx::query("UPDATE executions SET status = ?, end_ts = ?, doc = ? WHERE id = ? AND status = ?")
+            .bind(e.status.as_str())
+            .bind(e.end_timestamp.map(Timestamp::micros))
+            .bind(encode(e))
+            .bind(&e.id)
+            .bind(expected.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn execution(&self, id: &str) -> Result<Option<Execution>> {
+        let row = sqlx::query("SELECT id, doc FROM executions WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode_execution).transpose()
+    }
+
+    async fn latest_execution(&self) -> Result<Option<Execution>> {
+        let row = sqlx::query("SELECT id, doc FROM executions ORDER BY start_ts DESC, id DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_execution).transpose()
+    }
+
+    async fn list_executions(&self, q: &ExecutionQuery) -> Result<(Vec<Execution>, u64)> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM executions WHERE 1=1");
+        push_filters(&mut count, q);
+        let total: i64 = count.build().fetch_one(&self.pool).await?.try_get(0)?;
+
+        let mut select = QueryBuilder::<Sqlite>::new("SELECT id, doc FROM executions WHERE 1=1");
+        push_filters(&mut select, q);
+        select.push(match q.order {
+            SortOrder::NewestFirst => " ORDER BY start_ts DESC, id DESC",
+            SortOrder::OldestFirst => " ORDER BY start_ts ASC, id ASC",
+        });
+        select.push(" LIMIT ").push_bind(q.limit.map_or(-1, |l| l as i64));
+        select.push(" OFFSET ").push_bind(q.offset as i64);
+        let rows = select.build().fetch_all(&self.pool).await?;
+        let executions = rows.iter().map(decode_execution).collect::<Result<Vec<_>>>()?;
+        Ok((executions, total as u64))
+    }
+
+    async fn executions_with_status(&self, statuses: &[Status]) -> Result<Vec<Execution>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT id, doc FROM executions WHERE status IN (");
+        let mut list = q.separated(", ");
+        for s in statuses {
+            list.push_bind(s.as_str());
+        }
+        q.push(") ORDER BY start_ts, id");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(decode_execution).collect()
+    }
+
+    async fn append_output(&self, records: &[OutputRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            sqlx::query("INSERT INTO output (execution_id, seq, stream, byte_offset, ts, data) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(&r.execution_id)
+                .bind(r.seq as i64)
+                .bind(r.stream.code())
+                .bind(r.offset as i64)
+                .bind(r.timestamp.micros())
+                .bind(r.data.as_ref())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn read_output(&self, execution_id: &str, after: u64, filter: StreamFilter, limit: u32) -> Result<Vec<OutputRecord>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT seq, stream, byte_offset, ts, data FROM output WHERE execution_id = ",
+        );
+        q.push_bind(execution_id).push(" AND seq > ").push_bind(after as i64);
+        match filter {
+            StreamFilter::All => {}
+            StreamFilter::Only(kind) => {
+                q.push(" AND stream = ").push_bind(kind.code());
+            }
+            StreamFilter::Nothing => return Ok(Vec::new()),
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(|row| decode_record(execution_id, row)).collect()
+    }
+
+    async fn last_seq(&self, execution_id: &str) -> Result<u64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM output WHERE execution_id = ?")
+            .bind(execution_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+}
+
+fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &ExecutionQuery) {
+    if let Some(ids) = &f.ids {
+        q.push(" AND id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id.clone());
+        }
+        list.push_unseparated(")");
+    }
+    for (column, value) in [("status", &f.status), ("action_ref", &f.action), ("user_name", &f.user)] {
+        if let Some(v) = value {
+            q.push(format!(" AND {column} = ")).push_bind(v.clone());
+        }
+    }
+    match &f.parent {
+        ParentFilter::Any => {}
+        ParentFilter::None => {
+            q.push(" AND parent IS NULL");
+        }
+        ParentFilter::Is(p) => {
+            q.push(" AND parent = ").push_bind(p.clone());
+        }
+    }
+    if let Some(t) = f.start_after {
+        q.push(" AND start_ts > ").push_bind(t.micros());
+    }
+    if let Some(t) = f.start_before {
+        q.push(" AND start_ts < ").push_bind(t.micros());
+    }
+}

@@ -1,0 +1,111 @@
+//! The storage conformance suite: every backend must pass these same checks. Each backend gets
+//! one `#[tokio::test]` that opens a fresh store and hands it to [`suite`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Map, json};
+use squall_core::output::StreamFilter;
+use squall_core::{Catalog, Execution, OutputRecord, Status, StreamKind, Timestamp};
+use squall_store::{ExecutionQuery, ParentFilter, SortOrder, SqliteStore, Store};
+
+fn execution(cmd: &str, user: &str) -> Execution {
+    let catalog = Catalog::builtin();
+    let action = catalog.action("core.local").unwrap().clone();
+    let runner = catalog.runner("local-shell-cmd").unwrap().clone();
+    let params: Map<_, _> = json!({"cmd": cmd}).as_object().unwrap().clone();
+    Execution::new(action, runner, params, Map::new(), user, None)
+}
+
+fn record(id: &str, seq: u64, stream: StreamKind, data: &[u8]) -> OutputRecord {
+    OutputRecord {
+        execution_id: id.to_string(),
+        seq,
+        stream,
+        offset: 0,
+        timestamp: Timestamp::now(),
+        data: Bytes::copy_from_slice(data),
+    }
+}
+
+async fn suite(store: Arc<dyn Store>) {
+    // Executions round-trip and `last` is the newest.
+    let mut a = execution("echo a", "alice");
+    a.start_timestamp = Timestamp(1_000);
+    let mut b = execution("echo b", "bob");
+    b.start_timestamp = Timestamp(2_000);
+    store.insert_execution(&a).await.unwrap();
+    store.insert_execution(&b).await.unwrap();
+    assert_eq!(store.execution(&a.id).await.unwrap().as_ref(), Some(&a));
+    assert_eq!(store.execution("000000000000000000000000").await.unwrap(), None);
+    assert_eq!(store.latest_execution().await.unwrap().unwrap().id, b.id);
+
+    // Status changes are compare-and-set.
+    let mut running = a.clone();
+    running.transition(Status::Running, None);
+    assert!(store.update_execution(&running, Status::Requested).await.unwrap());
+    assert!(!store.update_execution(&running, Status::Requested).await.unwrap());
+    assert_eq!(store.execution(&a.id).await.unwrap().unwrap().status, Status::Running);
+
+    // Listing: filters, order, limit and total.
+    let q = ExecutionQuery { limit: Some(1), ..Default::default() };
+    let (page, total) = store.list_executions(&q).await.unwrap();
+    assert_eq!((page.len(), total), (1, 2));
+    assert_eq!(page[0].id, b.id);
+    let q = ExecutionQuery { order: SortOrder::OldestFirst, parent: ParentFilter::None, ..Default::default() };
+    let ids: Vec<_> = store.list_executions(&q).await.unwrap().0.into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, [a.id.clone(), b.id.clone()]);
+    let q = ExecutionQuery { user: Some("bob".into()), ..Default::default() };
+    assert_eq!(store.list_executions(&q).await.unwrap().1, 1);
+    let q = ExecutionQuery { status: Some("running".into()), ..Default::default() };
+    assert_eq!(store.list_executions(&q).await.unwrap().0[0].id, a.id);
+    let q = ExecutionQuery { start_after: Some(Timestamp(1_500)), ..Default::default() };
+    assert_eq!(store.list_executions(&q).await.unwrap().0[0].id, b.id);
+    let running = store.executions_with_status(&[Status::Running, Status::Canceling]).await.unwrap();
+    assert_eq!(running.len(), 1);
+
+    // Output: byte-exact, in seq order, filtered by stream, paged.
+    let binary: Vec<u8> = (0..=255u8).collect();
+    store
+        .append_output(&[
+            record(&a.id, 1, StreamKind::Stdout, b"one\n"),
+            record(&a.id, 2, StreamKind::Stderr, &binary),
+            record(&a.id, 3, StreamKind::Stdout, b"\0\r\x1b[31mred"),
+        ])
+        .await
+        .unwrap();
+    let all = store.read_output(&a.id, 0, StreamFilter::All, 100).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(all[1].data.as_ref(), binary.as_slice());
+    let out = store.read_output(&a.id, 0, StreamFilter::Only(StreamKind::Stdout), 100).await.unwrap();
+    assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 3]);
+    let page = store.read_output(&a.id, 1, StreamFilter::All, 1).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
+    assert!(store.read_output(&a.id, 0, StreamFilter::Nothing, 100).await.unwrap().is_empty());
+    assert_eq!(store.last_seq(&a.id).await.unwrap(), 3);
+    assert_eq!(store.last_seq(&b.id).await.unwrap(), 0);
+
+    // A seq is written once.
+    assert!(store.append_output(&[record(&a.id, 3, StreamKind::Stdout, b"dup")]).await.is_err());
+}
+
+#[tokio::test]
+async fn sqlite_backend_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    suite(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn sqlite_data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = execution("echo persisted", "carol");
+    {
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        store.insert_execution(&e).await.unwrap();
+        store.append_output(&[record(&e.id, 1, StreamKind::Stdout, b"kept\n")]).await.unwrap();
+    }
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    assert_eq!(store.execution(&e.id).await.unwrap().unwrap().id, e.id);
+    assert_eq!(store.read_output(&e.id, 0, StreamFilter::All, 10).await.unwrap()[0].data.as_ref(), b"kept\n");
+}
