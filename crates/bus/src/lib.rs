@@ -1,1 +1,111 @@
-//! placeholder
+//! Live delivery and work distribution. [`Bus`] carries committed output records and execution
+//! changes to viewers, and cancel requests to runners; [`WorkQueue`] hands executions to
+//! runners. [`LocalBus`] and [`LocalQueue`] are the in-process backends of `squall server`.
+
+mod hub;
+mod local;
+mod queue;
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use squall_core::{Execution, OutputRecord};
+use tokio::sync::broadcast;
+
+pub use hub::Hub;
+pub use local::LocalBus;
+pub use queue::{LocalQueue, WorkQueue};
+
+/// A committed output record on its way to viewers. The wire encoding is computed by the first
+/// viewer that needs it and shared by all the others ("encode once, write many").
+#[derive(Debug)]
+pub struct LiveRecord {
+    pub record: OutputRecord,
+    pub encoded: OnceLock<Bytes>,
+}
+
+/// Whether an execution event announces a new execution or a change to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Create,
+    Update,
+}
+
+/// An execution as it was just stored, with its shared wire encoding.
+#[derive(Debug)]
+pub struct ExecutionChange {
+    pub kind: ChangeKind,
+    pub execution: Execution,
+    pub encoded: OnceLock<Bytes>,
+}
+
+/// One live event.
+#[derive(Debug, Clone)]
+pub enum Live {
+    Record(Arc<LiveRecord>),
+    Execution(Arc<ExecutionChange>),
+}
+
+/// What a subscriber gets when it asks for the next event.
+#[derive(Debug)]
+pub enum Received {
+    Event(Live),
+    /// The subscriber fell behind and `n` events went by; it must catch up from the store.
+    Lagged(u64),
+    /// The bus is shutting down.
+    Closed,
+}
+
+/// A subscription to live events. Each subscriber has a bounded queue: one that falls behind
+/// is told so ([`Received::Lagged`]) instead of slowing the publisher.
+pub struct Subscription {
+    rx: Option<broadcast::Receiver<Live>>,
+    /// For per-execution subscriptions: the hub entry to release when the last one goes.
+    entry: Option<(Arc<Hub>, String)>,
+}
+
+impl Subscription {
+    pub async fn recv(&mut self) -> Received {
+        let Some(rx) = self.rx.as_mut() else { return Received::Closed };
+        match rx.recv().await {
+            Ok(ev) => Received::Event(ev),
+            Err(broadcast::error::RecvError::Lagged(n)) => Received::Lagged(n),
+            Err(broadcast::error::RecvError::Closed) => Received::Closed,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some((hub, id)) = self.entry.take() {
+            hub.release(&id, self.rx.take());
+        }
+    }
+}
+
+/// The live bus boundary. Publishers call it only after the data is committed to the store
+/// (invariant: commit, then publish).
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes committed output records (all of one execution, in `seq` order).
+    async fn publish_output(&self, records: Vec<OutputRecord>);
+
+    /// Publishes a stored execution change.
+    async fn publish_execution(&self, kind: ChangeKind, execution: Execution);
+
+    /// Live events of one execution: its output records and its changes.
+    async fn subscribe_execution(&self, execution_id: &str) -> Subscription;
+
+    /// Every live event of every execution.
+    async fn subscribe_all(&self) -> Subscription;
+
+    /// Asks whichever runner holds `execution_id` to stop it.
+    async fn request_cancel(&self, execution_id: &str);
+
+    /// Cancel requests, for runners.
+    async fn cancel_requests(&self) -> broadcast::Receiver<String>;
+
+    /// Number of executions that currently have live per-execution state (viewers).
+    fn live_executions(&self) -> usize;
+}
