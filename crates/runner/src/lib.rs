@@ -1,1 +1,12 @@
-//! placeholder
+//! Running actions: pack content, process supervision, output capture, the log writer and the
+//! worker that drives executions from the work queue to a terminal status.
+
+pub mod capture;
+pub mod content;
+pub mod local;
+pub mod process;
+pub mod worker;
+pub mod writer;
+
+pub use content::Content;
+pub use worker::{RunnerSettings, Worker};

@@ -1,0 +1,271 @@
+//! The runner role: takes executions off the work queue, moves them through their statuses,
+//! runs them, and records how they ended. Also start-up recovery and graceful shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use squall_bus::{Bus, ChangeKind, WorkQueue};
+use squall_core::shell::{Exit, shell_result, status_for};
+use squall_core::{Execution, Status, params};
+use squall_store::{Store, StoreError};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::content::Content;
+use crate::local::{LocalContext, build_job};
+use crate::process::{StopReason, Stopper, supervise};
+use crate::writer::LogWriter;
+
+/// Runner settings, from the `[actionrunner]` configuration section.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// Executions run at once (`actions_pool_size`).
+    pub pool_size: usize,
+    /// Time between SIGTERM and SIGKILL when an action is stopped.
+    pub kill_grace: Duration,
+    /// Publish output live (`stream_output`).
+    pub stream_output: bool,
+    /// Bytes of each stream kept in `result.stdout` / `result.stderr` (head and tail).
+    pub result_max_bytes: usize,
+    /// Public API URL handed to actions as `ST2_ACTION_API_URL`.
+    pub api_url: String,
+    /// Names of the server's environment variables actions inherit.
+    pub env_allowlist: Vec<String>,
+}
+
+/// Chunks in flight between capture and the log writer. When full, capture stops reading.
+const CAPTURE_QUEUE: usize = 16;
+
+/// One runner: a pool of execution slots fed by the work queue.
+pub struct Worker {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    queue: Arc<dyn WorkQueue>,
+    content: Arc<Content>,
+    settings: RunnerSettings,
+    running: Mutex<HashMap<String, Arc<Stopper>>>,
+    tasks: TaskTracker,
+}
+
+impl Worker {
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, queue: Arc<dyn WorkQueue>, content: Arc<Content>, settings: RunnerSettings) -> Arc<Worker> {
+        Arc::new(Worker { store, bus, queue, content, settings, running: Mutex::new(HashMap::new()), tasks: TaskTracker::new() })
+    }
+
+    /// Start-up recovery for a single-node deployment: executions a dead process left
+    /// `running` or `canceling` become `abandoned`; waiting ones are queued again.
+    pub async fn recover(&self) -> Result<(), StoreError> {
+        for mut e in self.store.executions_with_status(&[Status::Running, Status::Canceling]).await? {
+            let before = e.status;
+            let message = "squall stopped while this execution was running; its process did not survive the restart";
+            e.result = Some(json!({"error": message}));
+            e.transition(Status::Abandoned, Some(message.to_string()));
+            if self.store.update_execution(&e, before).await? {
+                tracing::warn!(execution = %e.id, "marked abandoned after restart");
+                self.bus.publish_execution(ChangeKind::Update, e).await;
+            }
+        }
+        for e in self.store.executions_with_status(&[Status::Requested, Status::Scheduled, Status::Delayed]).await? {
+            self.queue.push(e.id).await;
+        }
+        Ok(())
+    }
+
+    /// Runs the dispatch loop and the cancel listener until `stop` fires.
+    pub fn start(self: &Arc<Self>, stop: CancellationToken) {
+        let worker = Arc::clone(self);
+        let cancel_stop = stop.clone();
+        tokio::spawn(async move {
+            let mut requests = worker.bus.cancel_requests().await;
+            loop {
+                tokio::select! {
+                    _ = cancel_stop.cancelled() => break,
+                    id = requests.recv() => match id {
+                        Ok(id) => worker.stop_execution(&id, StopReason::Canceled),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => break,
+                    },
+                }
+            }
+        });
+        let worker = Arc::clone(self);
+        tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(worker.settings.pool_size.max(1)));
+            loop {
+                let permit = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    permit = Arc::clone(&slots).acquire_owned() => permit.expect("semaphore open"),
+                };
+                let id = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    id = worker.queue.pop() => match id { Some(id) => id, None => break },
+                };
+                let w = Arc::clone(&worker);
+                worker.tasks.spawn(async move {
+                    if let Err(e) = w.run(&id).await {
+                        tracing::error!(execution = %id, error = %e, "execution failed in storage");
+                    }
+                    drop(permit);
+                });
+            }
+        });
+    }
+
+    /// Graceful shutdown: lets running executions finish within `grace`, then stops the rest;
+    /// they end `abandoned`.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            let ids: Vec<String> = self.running.lock().expect("running lock").keys().cloned().collect();
+            tracing::warn!(count = ids.len(), "grace period over; stopping running executions");
+            for id in ids {
+                self.stop_execution(&id, StopReason::Shutdown);
+            }
+            self.tasks.wait().await;
+        }
+    }
+
+    fn stop_execution(&self, id: &str, reason: StopReason) {
+        if let Some(stopper) = self.running.lock().expect("running lock").get(id) {
+            stopper.stop(reason);
+        }
+    }
+
+    /// Moves `e` from `from` to `to` if nobody else changed it meanwhile, and publishes it.
+    async fn advance(&self, e: &mut Execution, to: Status, message: Option<String>) -> Result<bool, StoreError> {
+        let from = e.status;
+        e.transition(to, message);
+        let moved = self.store.update_execution(e, from).await?;
+        if moved {
+            self.bus.publish_execution(ChangeKind::Update, e.clone()).await;
+        }
+        Ok(moved)
+    }
+
+    async fn run(&self, id: &str) -> Result<(), StoreError> {
+        let Some(mut e) = self.store.execution(id).await? else { return Ok(()) };
+        if let (Status::Requested, Some(delay)) = (e.status, e.delay) {
+            if !self.advance(&mut e, Status::Delayed, None).await? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if !matches!(e.status, Status::Requested | Status::Delayed) || !self.advance(&mut e, Status::Scheduled, None).await? {
+            return Ok(());
+        }
+        let stopper = Arc::new(Stopper::default());
+        self.running.lock().expect("running lock").insert(e.id.clone(), Arc::clone(&stopper));
+        e.runner_info = Some(json!({"hostname": hostname(), "pid": std::process::id()}));
+        let outcome = if self.advance(&mut e, Status::Running, None).await? {
+            Some(self.execute(&e, &stopper).await)
+        } else {
+            None
+        };
+        self.running.lock().expect("running lock").remove(&e.id);
+        if let Some(outcome) = outcome {
+            self.finish(e, outcome?).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the action and returns its final status and result.
+    async fn execute(&self, e: &Execution, stopper: &Stopper) -> Result<(Status, Value), StoreError> {
+        let resolved = match params::resolve(&e.runner, &e.action, &e.parameters) {
+            Ok(r) => r,
+            Err(err) => return Ok((Status::Failed, json!({"error": err.0}))),
+        };
+        match e.runner.name.as_str() {
+            "noop" => Ok((Status::Succeeded, shell_result(Exit::Code(0), "", ""))),
+            "local-shell-cmd" | "local-shell-script" => {
+                let script = match e.runner.name.as_str() {
+                    "local-shell-script" => match self.content.entry_point(&e.action) {
+                        Some(path) => Some(path),
+                        None => return Ok((Status::Failed, json!({"error": format!("Action {} has no entry point in a loaded pack", e.action.ref_)}))),
+                    },
+                    _ => None,
+                };
+                let secrets = params::secret_names(&e.runner, &e.action);
+                let ctx = LocalContext {
+                    runner: &resolved.runner,
+                    action: &resolved.action,
+                    secrets: &secrets,
+                    script: script.as_deref(),
+                    base_env: self.base_env(e),
+                    grace: self.settings.kill_grace,
+                };
+                match build_job(e, ctx) {
+                    Ok(job) => self.supervise_local(e, job, stopper).await,
+                    Err(message) => Ok((Status::Failed, json!({"error": message}))),
+                }
+            }
+            other => Ok((Status::Failed, json!({"error": format!("Runner type \"{other}\" is not available in this squall build")}))),
+        }
+    }
+
+    async fn supervise_local(&self, e: &Execution, job: crate::process::Job, stopper: &Stopper) -> Result<(Status, Value), StoreError> {
+        let timeout_secs = job.timeout.map_or(0, |t| t.as_secs());
+        let (tx, rx) = mpsc::channel(CAPTURE_QUEUE);
+        let writer = LogWriter::new(&e.id, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes);
+        let writing = tokio::spawn(writer.run(rx));
+        let ended = supervise(job, stopper, tx).await;
+        let summary = writing.await.expect("log writer task")?;
+        let ended = match ended {
+            Ok(ended) => ended,
+            Err(err) => {
+                let message = format!("Failed to start the action's process: {err}");
+                return Ok((Status::Failed, json!({"failed": true, "succeeded": false, "return_code": -1, "stdout": "", "stderr": "", "error": message})));
+            }
+        };
+        let exit = match ended.stopped {
+            Some(StopReason::Timeout) => Exit::TimedOut(timeout_secs),
+            Some(StopReason::Canceled) => Exit::Canceled,
+            Some(StopReason::Shutdown) => Exit::Code(-15),
+            None => Exit::Code(ended.code),
+        };
+        let mut result = shell_result(exit, &summary.stdout.text(), &summary.stderr.text());
+        if ended.stopped == Some(StopReason::Shutdown) {
+            result["error"] = json!("squall shut down before the action finished");
+        }
+        Ok((status_for(exit), result))
+    }
+
+    /// Records the final status. A cancel that raced with the end wins: the user asked for it.
+    async fn finish(&self, mut e: Execution, (status, result): (Status, Value)) -> Result<(), StoreError> {
+        e.result = Some(result);
+        if status != Status::Canceled && self.advance(&mut e, status, None).await? {
+            return Ok(());
+        }
+        let Some(mut current) = self.store.execution(&e.id).await? else { return Ok(()) };
+        if matches!(current.status, Status::Canceling | Status::Running) {
+            let user = current.context.get("cancelled_by").cloned().unwrap_or(Value::Null);
+            current.result = Some(json!({"message": "Action canceled by user.", "user": user}));
+            self.advance(&mut current, Status::Canceled, None).await?;
+        }
+        Ok(())
+    }
+
+    fn base_env(&self, e: &Execution) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| self.settings.env_allowlist.iter().any(|a| allowed(a, k)))
+            .collect();
+        env.insert("ST2_ACTION_PACK_NAME".into(), e.action.pack.clone());
+        env.insert("ST2_ACTION_EXECUTION_ID".into(), e.id.clone());
+        env.insert("ST2_ACTION_API_URL".into(), self.settings.api_url.clone());
+        env
+    }
+}
+
+/// `pattern` is a variable name, or a prefix ending in `*` (`LC_*`).
+fn allowed(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}
