@@ -1,1 +1,90 @@
-//! placeholder
+//! squall's HTTP surface: the StackStorm-compatible API (one router for the API, auth and
+//! stream services, under every prefix StackStorm answers on) and squall's extensions.
+
+pub mod auth;
+pub mod error;
+mod handlers;
+pub mod paths;
+pub mod query;
+pub mod service;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::routing::{get, post};
+use squall_bus::{Bus, WorkQueue};
+use squall_core::Catalog;
+use squall_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tower::util::MapRequestLayer;
+
+pub use wire::WireSettings;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub wire: WireSettings,
+    /// `[stream] heartbeat`: longest silence on a stream before a keep-alive `\n`.
+    pub heartbeat: Duration,
+    /// User every request acts as while authentication is off.
+    pub dev_user: String,
+}
+
+/// Everything a handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub catalog: Arc<Catalog>,
+    pub settings: ServerSettings,
+}
+
+/// The canonical routes (after [`paths::normalize`]).
+pub fn router(state: Arc<AppState>) -> Router {
+    use handlers::{actions, executions, output};
+    let dev_user = auth::DevModeUser(state.settings.dev_user.clone());
+    let executions_routes = Router::new()
+        .route("/", get(executions::list).post(executions::create))
+        .route("/{id}", get(executions::get).delete(executions::cancel))
+        .route("/{id}/output", get(output::plain))
+        .route("/{id}/re_run", post(executions::rerun))
+        .route("/{id}/children", get(executions::children));
+    Router::new()
+        .route("/", get(handlers::root))
+        .route("/actions", get(actions::list_actions))
+        .route("/actions/{ref_or_id}", get(actions::get_action))
+        .route("/runnertypes", get(actions::list_runners))
+        .route("/runnertypes/{name_or_id}", get(actions::get_runner))
+        .nest("/executions", executions_routes.clone())
+        .nest("/actionexecutions", executions_routes)
+        .fallback(handlers::fallback)
+        .layer(axum::Extension(dev_user))
+        .with_state(state)
+}
+
+/// Serves `router` on every listener until `shutdown` fires. A listener whose port is 9102
+/// (StackStorm's stream port) is the stream service.
+pub async fn serve(listeners: Vec<TcpListener>, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    let mut tasks = Vec::new();
+    for listener in listeners {
+        let addr: SocketAddr = listener.local_addr()?;
+        let stream_port = addr.port() == 9102;
+        let app = MapRequestLayer::new(move |req: Request| paths::rewrite(req, stream_port)).layer(router.clone());
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(std::io::Error::other)??;
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! Server configuration: a TOML file whose sections and option names follow StackStorm's
+//! `st2.conf` where one exists, overridden by `SQUALL_<SECTION>__<OPTION>` environment
+//! variables. Unknown or ill-typed options stop the start-up with a message naming them.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub api: Api,
+    pub content: ContentSection,
+    pub actionrunner: ActionRunner,
+    pub stream: Stream,
+    pub webui: Webui,
+    pub system_user: SystemUser,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Api {
+    /// Public base URL of the API, including `/v1`, handed to actions as `ST2_ACTION_API_URL`.
+    /// Default: `http://<first listen address>/v1`.
+    pub public_url: Option<String>,
+}
+
+/// `[content]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContentSection {
+    /// Directories holding packs, separated by `:` as in st2.conf.
+    pub packs_base_paths: String,
+}
+
+impl Default for ContentSection {
+    fn default() -> Self {
+        ContentSection { packs_base_paths: "/opt/stackstorm/packs".into() }
+    }
+}
+
+impl ContentSection {
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.packs_base_paths.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect()
+    }
+}
+
+/// `[actionrunner]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionRunner {
+    /// Store and publish output live (StackStorm's flag). When false, viewers get the output
+    /// when the execution completes; nothing is lost either way.
+    pub stream_output: bool,
+    /// Executions run at once.
+    pub actions_pool_size: usize,
+    /// On SIGINT/SIGTERM, let running executions finish before stopping them.
+    pub graceful_shutdown: bool,
+    /// Seconds running executions get to finish on shutdown before they are killed and marked
+    /// `abandoned`.
+    pub exit_still_active_check: u64,
+    /// Seconds between SIGTERM and SIGKILL when an action is stopped (timeout, cancel, shutdown).
+    pub kill_grace_period: u64,
+    /// Bytes of stdout and of stderr kept in an execution's `result` (first and last halves,
+    /// with a marker between them when cut). The full output stays in the log.
+    pub result_max_bytes: usize,
+    /// Server environment variables actions inherit (`NAME` or `PREFIX*`); nothing else of the
+    /// server's environment reaches an action.
+    pub env_allowlist: Vec<String>,
+}
+
+impl Default for ActionRunner {
+    fn default() -> Self {
+        ActionRunner {
+            stream_output: true,
+            actions_pool_size: 60,
+            graceful_shutdown: true,
+            exit_still_active_check: 300,
+            kill_grace_period: 5,
+            result_max_bytes: 1024 * 1024,
+            env_allowlist: ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// `[stream]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Stream {
+    /// Seconds of silence after which a stream sends a keep-alive `\n`.
+    pub heartbeat: u64,
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Stream { heartbeat: 25 }
+    }
+}
+
+/// `[webui]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Webui {
+    /// Base of execution `web_url`s.
+    pub webui_base_url: String,
+}
+
+impl Default for Webui {
+    fn default() -> Self {
+        let host = nix_hostname();
+        Webui { webui_base_url: format!("https://{host}") }
+    }
+}
+
+/// `[system_user]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemUser {
+    /// The user requests act as while authentication is off.
+    pub user: String,
+}
+
+impl Default for SystemUser {
+    fn default() -> Self {
+        SystemUser { user: "stanley".into() }
+    }
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+impl Config {
+    /// Defaults, then the file (when given; it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("SQUALL_").filter(|k| k.as_str().contains("__")).split("__"));
+        let config: Config = figment.extract().map_err(|e| {
+            e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.stream.heartbeat == 0 {
+            return Err("[stream] heartbeat must be at least 1 second".into());
+        }
+        if self.actionrunner.actions_pool_size == 0 {
+            return Err("[actionrunner] actions_pool_size must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("squall.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn reads_stackstorm_names() {
+        let c = load_text("[actionrunner]\nstream_output = false\n[stream]\nheartbeat = 5\n").unwrap();
+        assert!(!c.actionrunner.stream_output);
+        assert_eq!(c.stream.heartbeat, 5);
+    }
+
+    #[test]
+    fn unknown_and_ill_typed_options_are_named() {
+        let e = load_text("[actionrunner]\nstream_outptu = false\n").unwrap_err();
+        assert!(e.contains("stream_outptu"), "{e}");
+        let e = load_text("[stream]\nheartbeat = \"soon\"\n").unwrap_err();
+        assert!(e.contains("heartbeat"), "{e}");
+        let e = load_text("[nosuchsection]\nx = 1\n").unwrap_err();
+        assert!(e.contains("nosuchsection"), "{e}");
+    }
+}

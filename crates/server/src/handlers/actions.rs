@@ -1,0 +1,92 @@
+//! `/actions` and `/runnertypes`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use serde_json::Value;
+
+use super::paged;
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::query::{Params, limit, offset};
+use crate::wire::{action_json, runner_json};
+
+const ACTION_FIELDS: &[&str] = &[
+    "id", "uid", "ref", "pack", "name", "description", "enabled", "entry_point", "runner_type", "parameters", "output_schema", "notify", "tags", "metadata_file",
+];
+
+pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params) -> ApiResult<impl IntoResponse> {
+    let attributes = params.attributes(ACTION_FIELDS, &["parameters", "notify"])?;
+    let (limit, offset) = (limit(&params, u64::MAX)?, offset(&params)?);
+    let packs = params.list("pack");
+    let names = params.list("name");
+    let ids = params.list("id");
+    let tags = params.list("tags");
+    let matching: Vec<_> = state
+        .catalog
+        .actions()
+        .filter(|a| packs.as_ref().is_none_or(|p| p.contains(&a.pack)))
+        .filter(|a| names.as_ref().is_none_or(|n| n.contains(&a.name)))
+        .filter(|a| ids.as_ref().is_none_or(|i| i.contains(&a.id)))
+        .filter(|a| tags.as_ref().is_none_or(|t| a.tags.iter().any(|tag| tag.get("name").and_then(Value::as_str).is_some_and(|n| t.iter().any(|x| x == n)))))
+        .collect();
+    let total = matching.len() as u64;
+    let items = matching
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit.unwrap_or(u64::MAX) as usize)
+        .map(|a| {
+            let mut doc = action_json(a);
+            attributes.apply(&mut doc, &["id", "ref", "name", "pack"]);
+            doc
+        })
+        .collect();
+    Ok(paged(items, total, limit.filter(|l| *l != u64::MAX)))
+}
+
+pub async fn get_action(State(state): State<Arc<AppState>>, Path(ref_or_id): Path<String>) -> ApiResult<Json<Value>> {
+    state
+        .catalog
+        .action(&ref_or_id)
+        .map(|a| Json(action_json(a)))
+        .ok_or_else(|| ApiError::not_found(format!("Resource with a reference or id \"{ref_or_id}\" not found")))
+}
+
+const RUNNER_FIELDS: &[&str] = &[
+    "id", "uid", "name", "description", "enabled", "runner_package", "runner_module", "runner_parameters", "output_key", "output_schema",
+];
+
+pub async fn list_runners(State(state): State<Arc<AppState>>, params: Params) -> ApiResult<impl IntoResponse> {
+    let attributes = params.attributes(RUNNER_FIELDS, RUNNER_FIELDS)?;
+    let (limit, offset) = (limit(&params, 100)?, offset(&params)?);
+    let names = params.list("name");
+    let ids = params.list("id");
+    let matching: Vec<_> = state
+        .catalog
+        .runners()
+        .filter(|r| names.as_ref().is_none_or(|n| n.contains(&r.name)))
+        .filter(|r| ids.as_ref().is_none_or(|i| i.contains(&r.id)))
+        .collect();
+    let total = matching.len() as u64;
+    let items = matching
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit.unwrap_or(u64::MAX) as usize)
+        .map(|r| {
+            let mut doc = runner_json(r);
+            attributes.apply(&mut doc, &["id", "name"]);
+            doc
+        })
+        .collect();
+    Ok(paged(items, total, limit))
+}
+
+pub async fn get_runner(State(state): State<Arc<AppState>>, Path(name_or_id): Path<String>) -> ApiResult<Json<Value>> {
+    state
+        .catalog
+        .runner(&name_or_id)
+        .map(|r| Json(runner_json(r)))
+        .ok_or_else(|| ApiError::not_found(format!("Resource with a reference or id \"{name_or_id}\" not found")))
+}

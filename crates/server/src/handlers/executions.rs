@@ -1,0 +1,124 @@
+//! `/executions`: list, get, run, cancel, re-run.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use squall_core::Execution;
+use squall_store::{ExecutionQuery, ParentFilter, SortOrder};
+
+use super::paged;
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::query::{Attributes, Params, limit, offset};
+use crate::service::{self, Canceled, RunRequest};
+use crate::wire::execution_json;
+
+const EXECUTION_FIELDS: &[&str] = &[
+    "id", "action", "runner", "liveaction", "status", "start_timestamp", "end_timestamp", "elapsed_seconds", "web_url", "parameters", "context", "result",
+    "result_size", "log", "parent", "children", "delay", "trigger", "trigger_type", "trigger_instance", "rule", "task_execution", "workflow_execution",
+];
+const EXCLUDABLE: &[&str] = &["result", "trigger_instance", "status"];
+
+/// Finds an execution by id, or the newest for `last`.
+pub async fn find(state: &AppState, id: &str) -> ApiResult<Execution> {
+    let found = if id == "last" { state.store.latest_execution().await? } else { state.store.execution(id).await? };
+    found.ok_or_else(|| ApiError::no_execution(id))
+}
+
+fn render(state: &AppState, e: &Execution, params: &Params, attributes: &Attributes, caller: &Principal) -> ApiResult<Value> {
+    let show_secrets = params.boolean("show_secrets")?.unwrap_or(false) && caller.is_admin;
+    let mut doc = execution_json(e, show_secrets, &state.settings.wire);
+    attributes.apply(&mut doc, &["id"]);
+    Ok(doc)
+}
+
+pub async fn list(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
+    let attributes = params.attributes(EXECUTION_FIELDS, EXCLUDABLE)?;
+    let null_or = |name: &str| params.get(name).filter(|v| *v != "null").map(String::from);
+    let parent = match params.get("parent") {
+        None => ParentFilter::Any,
+        Some("null") => ParentFilter::None,
+        Some(p) => ParentFilter::Is(p.to_string()),
+    };
+    let start_after = params.timestamp("timestamp_gt")?;
+    let start_before = params.timestamp("timestamp_lt")?;
+    let order = if params.boolean("sort_desc")? == Some(true) || start_before.is_some() {
+        SortOrder::NewestFirst
+    } else if params.boolean("sort_asc")? == Some(true) || start_after.is_some() {
+        SortOrder::OldestFirst
+    } else {
+        SortOrder::NewestFirst
+    };
+    let query = ExecutionQuery {
+        ids: params.list("id"),
+        status: null_or("status"),
+        action: null_or("action"),
+        user: null_or("user"),
+        parent,
+        start_after,
+        start_before,
+        order,
+        limit: limit(&params, 100)?,
+        offset: offset(&params)?,
+    };
+    let (executions, total) = state.store.list_executions(&query).await?;
+    let items = executions.iter().map(|e| render(&state, e, &params, &attributes, &caller)).collect::<ApiResult<Vec<_>>>()?;
+    Ok(paged(items, total, query.limit))
+}
+
+pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Json<Value>> {
+    let attributes = params.attributes(EXECUTION_FIELDS, EXCLUDABLE)?;
+    let e = find(&state, &id).await?;
+    Ok(Json(render(&state, &e, &params, &attributes, &caller)?))
+}
+
+/// Parses a JSON body, answering malformed input with a 400.
+fn json_body(body: &Bytes) -> ApiResult<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))
+}
+
+pub async fn create(State(state): State<Arc<AppState>>, params: Params, caller: Principal, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    let mut req = RunRequest::from_json(&json_body(&body)?)?;
+    if let Some(extra) = headers.get("st2-context") {
+        let extra: Value = extra
+            .to_str()
+            .ok()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .filter(Value::is_object)
+            .ok_or_else(|| ApiError::bad_request("The st2-context header must hold a JSON object"))?;
+        if let Value::Object(extra) = extra {
+            req.context.extend(extra);
+        }
+    }
+    let e = service::run(&state, req, &caller).await?;
+    Ok((StatusCode::CREATED, Json(render(&state, &e, &params, &Attributes::All, &caller)?)).into_response())
+}
+
+pub async fn cancel(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Json<Value>> {
+    let e = find(&state, &id).await?;
+    match service::cancel(&state, e, &caller).await? {
+        Canceled::Execution(e) => Ok(Json(render(&state, &e, &params, &Attributes::All, &caller)?)),
+        Canceled::NotCancelable(status) => Ok(Json(json!({"faultstring": format!("Action cannot be canceled. State = {status}.")}))),
+    }
+}
+
+pub async fn rerun(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal, body: Bytes) -> ApiResult<Response> {
+    let original = find(&state, &id).await?;
+    let e = service::rerun(&state, &original, &json_body(&body)?, &caller).await?;
+    Ok((StatusCode::CREATED, Json(render(&state, &e, &params, &Attributes::All, &caller)?)).into_response())
+}
+
+/// Workflow children; squall runs no workflows yet, so an execution has none.
+pub async fn children(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    find(&state, &id).await?;
+    Ok(Json(json!([])))
+}

@@ -1,0 +1,129 @@
+//! What the execution endpoints do, below HTTP: create, cancel and re-run executions.
+
+use serde_json::{Map, Value, json};
+use squall_bus::ChangeKind;
+use squall_core::{Execution, Status, params};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+
+/// A validated request to run an action.
+pub struct RunRequest {
+    pub action: String,
+    pub parameters: Map<String, Value>,
+    pub context: Map<String, Value>,
+    pub user: Option<String>,
+    pub delay: Option<u64>,
+}
+
+impl RunRequest {
+    /// Reads StackStorm's ExecutionRequest body.
+    pub fn from_json(body: &Value) -> ApiResult<RunRequest> {
+        let Value::Object(body) = body else { return Err(ApiError::bad_request("The request body must be a JSON object")) };
+        let action = match body.get("action") {
+            Some(Value::String(a)) if !a.is_empty() => a.clone(),
+            Some(Value::String(_)) | None | Some(Value::Null) => return Err(ApiError::bad_request("'action' is a required property")),
+            Some(other) => return Err(ApiError::bad_request(format!("{} is not of type 'string'", params::py_repr(other)))),
+        };
+        Ok(RunRequest {
+            action,
+            parameters: object_field(body, "parameters")?,
+            context: object_field(body, "context")?,
+            user: match body.get("user") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(u)) if u.is_empty() => None,
+                Some(Value::String(u)) => Some(u.clone()),
+                Some(other) => return Err(ApiError::bad_request(format!("{} is not of type 'string', 'null'", params::py_repr(other)))),
+            },
+            delay: match body.get("delay") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| ApiError::bad_request(format!("{} is not of type 'integer'", params::py_repr(v))))?),
+            },
+        })
+    }
+}
+
+fn object_field(body: &Map<String, Value>, name: &str) -> ApiResult<Map<String, Value>> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(other) => Err(ApiError::bad_request(format!("{} is not of type 'object'", params::py_repr(other)))),
+    }
+}
+
+/// Validates, stores and queues a new execution.
+pub async fn run(state: &AppState, req: RunRequest, caller: &Principal) -> ApiResult<Execution> {
+    let action = state.catalog.action(&req.action).ok_or_else(|| ApiError::bad_request(format!("Action \"{}\" cannot be found.", req.action)))?;
+    if !action.enabled {
+        return Err(ApiError::bad_request(format!("Unable to execute. Action \"{}\" is disabled.", action.ref_)));
+    }
+    let runner = state.catalog.runner(&action.runner_type).ok_or_else(|| ApiError::bad_request(format!("Runner \"{}\" cannot be found.", action.runner_type)))?;
+    let resolved = params::resolve(runner, action, &req.parameters).map_err(|e| ApiError::bad_request(e.0))?;
+    let user = req.user.unwrap_or_else(|| caller.user.clone());
+    let execution = Execution::new(action.clone(), runner.clone(), resolved.supplied, req.context, &user, req.delay);
+    state.store.insert_execution(&execution).await?;
+    state.bus.publish_execution(ChangeKind::Create, execution.clone()).await;
+    state.queue.push(execution.id.clone()).await;
+    Ok(execution)
+}
+
+/// What a cancel request produced.
+pub enum Canceled {
+    /// The execution after the request (`canceling` or `canceled`).
+    Execution(Box<Execution>),
+    /// It had already finished: StackStorm answers 200 with this faultstring.
+    NotCancelable(Status),
+}
+
+/// StackStorm's cancel semantics; a running execution's process group is really stopped.
+pub async fn cancel(state: &AppState, mut e: Execution, caller: &Principal) -> ApiResult<Canceled> {
+    loop {
+        let before = e.status;
+        if before == Status::Canceled || before == Status::Canceling {
+            return Ok(Canceled::Execution(Box::new(e)));
+        }
+        if !before.is_cancelable() {
+            return Ok(Canceled::NotCancelable(before));
+        }
+        e.context.insert("cancelled_by".into(), Value::String(caller.user.clone()));
+        if before == Status::Running {
+            e.transition(Status::Canceling, None);
+        } else {
+            e.result = Some(json!({"message": "Action canceled by user.", "user": caller.user}));
+            e.transition(Status::Canceled, None);
+        }
+        if state.store.update_execution(&e, before).await? {
+            state.bus.publish_execution(ChangeKind::Update, e.clone()).await;
+            if e.status == Status::Canceling {
+                state.bus.request_cancel(&e.id).await;
+            }
+            return Ok(Canceled::Execution(Box::new(e)));
+        }
+        // Someone else moved it meanwhile: look again.
+        e = state.store.execution(&e.id).await?.ok_or_else(|| ApiError::no_execution(&e.id))?;
+    }
+}
+
+/// Runs `original` again with its parameters merged with `overrides`.
+pub async fn rerun(state: &AppState, original: &Execution, body: &Value, caller: &Principal) -> ApiResult<Execution> {
+    let Value::Object(body) = body else { return Err(ApiError::bad_request("The request body must be a JSON object")) };
+    let tasks = body.get("tasks").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+    if tasks {
+        return Err(ApiError::bad_request("Task option is only supported for Orquesta workflows."));
+    }
+    let mut parameters = original.parameters.clone();
+    for (k, v) in object_field(body, "parameters")? {
+        parameters.insert(k, v);
+    }
+    let mut context = Map::new();
+    context.insert("re-run".into(), json!({"ref": original.id}));
+    let req = RunRequest {
+        action: original.action.ref_.clone(),
+        parameters,
+        context,
+        user: body.get("user").and_then(Value::as_str).filter(|u| !u.is_empty()).map(String::from),
+        delay: body.get("delay").and_then(Value::as_u64),
+    };
+    run(state, req, caller).await
+}

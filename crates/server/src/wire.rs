@@ -1,0 +1,120 @@
+//! StackStorm's JSON shapes. The core model knows nothing of these quirks (falsy fields
+//! dropped, liveaction mirror, masked secrets, ObjectId-like ids); they all live here.
+
+use serde_json::{Map, Value, json};
+use squall_core::id::stable_id;
+use squall_core::{Action, Execution, OutputRecord, RunnerType, params};
+
+/// The marker StackStorm shows in place of a secret value.
+pub const MASK: &str = "********";
+
+/// Settings that shape the JSON (not the data).
+#[derive(Debug, Clone)]
+pub struct WireSettings {
+    /// `[webui] webui_base_url`, for `web_url`.
+    pub webui_base_url: String,
+}
+
+pub fn action_json(action: &Action) -> Value {
+    serde_json::to_value(action).expect("actions serialise")
+}
+
+pub fn runner_json(runner: &RunnerType) -> Value {
+    serde_json::to_value(runner).expect("runner types serialise")
+}
+
+/// The full execution document; secret parameters masked unless `show_secrets`.
+pub fn execution_json(e: &Execution, show_secrets: bool, settings: &WireSettings) -> Value {
+    let parameters = if show_secrets { e.parameters.clone() } else { mask_parameters(e) };
+    let result_size = e.result.as_ref().map_or(0, |r| serde_json::to_string(r).map_or(0, |s| s.len()));
+    let log: Vec<Value> = e.log.iter().map(|l| {
+        let mut entry = json!({"timestamp": l.timestamp.to_iso(), "status": l.status.as_str()});
+        if let Some(m) = &l.message {
+            entry["message"] = Value::String(m.clone());
+        }
+        entry
+    }).collect();
+    let mut doc = json!({
+        "id": e.id,
+        "action": action_json(&e.action),
+        "runner": runner_json(&e.runner),
+        "liveaction": {
+            "id": e.id,
+            "action": e.action.ref_,
+            "action_is_workflow": false,
+            "parameters": parameters,
+            "callback": {},
+            "runner_info": e.runner_info.clone().unwrap_or_else(|| json!({})),
+        },
+        "status": e.status.as_str(),
+        "start_timestamp": e.start_timestamp.to_iso(),
+        "end_timestamp": e.end_timestamp.map(|t| t.to_iso()),
+        "elapsed_seconds": e.end_timestamp.map(|end| e.start_timestamp.seconds_until(end)),
+        "web_url": format!("{}/#/history/{}/general", settings.webui_base_url.trim_end_matches('/'), e.id),
+        "parameters": parameters,
+        "context": e.context,
+        "result": e.result,
+        "result_size": result_size,
+        "log": log,
+        "delay": e.delay,
+        "parent": e.parent,
+        "children": e.children,
+    });
+    drop_falsy(&mut doc);
+    doc
+}
+
+fn mask_parameters(e: &Execution) -> Map<String, Value> {
+    let mut parameters = e.parameters.clone();
+    for name in params::secret_names(&e.runner, &e.action) {
+        if let Some(v) = parameters.get_mut(&name) {
+            if !v.is_null() {
+                *v = Value::String(MASK.into());
+            }
+        }
+    }
+    parameters
+}
+
+/// StackStorm drops every falsy top-level field (null, false, 0, "", [], {}) of an execution.
+pub fn drop_falsy(doc: &mut Value) {
+    if let Value::Object(map) = doc {
+        map.retain(|_, v| match v {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Number(n) => n.as_f64() != Some(0.0),
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
+        });
+    }
+}
+
+/// An output record as StackStorm's `ActionExecutionOutput` (`data` lossily decoded).
+pub fn output_json(record: &OutputRecord, action_ref: &str, runner_ref: &str) -> Value {
+    json!({
+        "id": stable_id(&format!("{}:{}", record.execution_id, record.seq)),
+        "execution_id": record.execution_id,
+        "action_ref": action_ref,
+        "runner_ref": runner_ref,
+        "timestamp": record.timestamp.to_iso(),
+        "output_type": record.stream.as_str(),
+        "data": String::from_utf8_lossy(&record.data),
+    })
+}
+
+/// Keeps only the top-level keys named by the first segment of each path, plus `always`.
+pub fn project(doc: &mut Value, paths: &[String], always: &[&str]) {
+    if let Value::Object(map) = doc {
+        map.retain(|k, _| always.contains(&k.as_str()) || paths.iter().any(|p| p.split('.').next() == Some(k.as_str())));
+    }
+}
+
+/// Removes the named top-level keys.
+pub fn exclude(doc: &mut Value, paths: &[String]) {
+    if let Value::Object(map) = doc {
+        for p in paths {
+            map.remove(p.split('.').next().unwrap_or(p));
+        }
+    }
+}
