@@ -1,0 +1,188 @@
+//! Test harness: starts the real `squall` binary on a temporary data directory and a free port,
+//! and talks HTTP to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+    port: u16,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts a server with extra environment variables (config overrides such as
+    /// `SQUALL_ACTIONRUNNER__KILL_GRACE_PERIOD`).
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Server {
+            dir,
+            base: String::new(),
+            child: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            port: 0,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn packs_dir(&self) -> PathBuf {
+        self.dir.path().join("packs")
+    }
+
+    fn spawn(&mut self) {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_squall"));
+        cmd.args(["server", "--listen", &listen, "--data-dir"])
+            .arg(self.data_dir())
+            .env("SQUALL_CONTENT__PACKS_BASE_PATHS", self.packs_dir())
+            .env("SQUALL_ACTIONRUNNER__KILL_GRACE_PERIOD", "2")
+            .env("SQUALL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn squall server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(addr) = line.split("listening on http://").nth(1) {
+                        let _ = tx.send(addr.trim().to_string());
+                        sent = true;
+                    }
+                }
+                if std::env::var_os("SQUALL_TEST_SERVER_LOG").is_some() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server announced its address");
+        self.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        self.base = format!("http://{addr}");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        c.wait().unwrap()
+    }
+
+    /// Starts the server again on the same data directory and port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new().post(server.url(path)).json(&body).send().await.expect("POST");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn get(server: &Server, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new().get(server.url(path)).send().await.expect("GET");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn get_bytes(server: &Server, path: &str) -> Vec<u8> {
+    let r = reqwest::Client::new().get(server.url(path)).send().await.expect("GET");
+    assert_eq!(r.status().as_u16(), 200, "GET {path}");
+    r.bytes().await.expect("body").to_vec()
+}
+
+/// Runs `core.local` with `cmd` (plus extra parameters) and returns the execution id.
+pub async fn run_cmd(server: &Server, cmd: &str, extra: Value) -> String {
+    let mut params = json!({"cmd": cmd});
+    if let Value::Object(extra) = extra {
+        params.as_object_mut().unwrap().extend(extra);
+    }
+    let (status, body) = post(server, "/v1/executions", json!({"action": "core.local", "parameters": params})).await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+pub const TERMINAL: [&str; 5] = ["succeeded", "failed", "timeout", "canceled", "abandoned"];
+
+/// Polls until the execution reaches a terminal status; returns it.
+pub async fn wait_done(server: &Server, id: &str, within: Duration) -> Value {
+    wait_status(server, id, &TERMINAL, within).await
+}
+
+pub async fn wait_status(server: &Server, id: &str, statuses: &[&str], within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, e) = get(server, &format!("/v1/executions/{id}")).await;
+        assert_eq!(code, 200, "{e}");
+        if statuses.contains(&e["status"].as_str().unwrap_or("")) {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "execution {id} still {} after {within:?}", e["status"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Processes (not zombies) in process group `pgid`.
+pub fn live_group_members(pgid: i32) -> Vec<i32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the parenthesised command: state, ppid, pgrp, ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2].parse::<i32>() == Ok(pgid) {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+pub fn write_file(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
