@@ -147,11 +147,18 @@ impl Worker {
 
     async fn run(&self, id: &str) -> Result<(), StoreError> {
         let Some(mut e) = self.store.execution(id).await? else { return Ok(()) };
-        if let (Status::Requested, Some(delay)) = (e.status, e.delay) {
-            if !self.advance(&mut e, Status::Delayed, None).await? {
+        if let Some(delay) = e.delay {
+            if e.status == Status::Requested && !self.advance(&mut e, Status::Delayed, None).await? {
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(delay)).await;
+            // Measured from the request, so a restart does not start the delay over.
+            let due = e.start_timestamp.micros() + delay as i64 * 1000;
+            let wait = (due - squall_core::Timestamp::now().micros()).max(0) as u64;
+            tokio::time::sleep(Duration::from_micros(wait)).await;
+            match self.store.execution(id).await? {
+                Some(current) if current.status == Status::Delayed => e = current,
+                _ => return Ok(()), // canceled while waiting
+            }
         }
         if !matches!(e.status, Status::Requested | Status::Delayed) || !self.advance(&mut e, Status::Scheduled, None).await? {
             return Ok(());
