@@ -22,7 +22,28 @@ pub use queue::{LocalQueue, WorkQueue};
 #[derive(Debug)]
 pub struct LiveRecord {
     pub record: OutputRecord,
+    pub source: RecordSource,
     pub encoded: OnceLock<Bytes>,
+}
+
+impl LiveRecord {
+    pub fn new(record: OutputRecord, source: RecordSource) -> LiveRecord {
+        LiveRecord { record, source, encoded: OnceLock::new() }
+    }
+}
+
+/// What a viewer needs to know about the execution a record belongs to (StackStorm's output
+/// events name the action and runner).
+#[derive(Debug, Clone)]
+pub struct RecordSource {
+    pub action_ref: Arc<str>,
+    pub runner_ref: Arc<str>,
+}
+
+impl RecordSource {
+    pub fn of(execution: &Execution) -> RecordSource {
+        RecordSource { action_ref: execution.action.ref_.as_str().into(), runner_ref: execution.runner.name.as_str().into() }
+    }
 }
 
 /// Whether an execution event announces a new execution or a change to one.
@@ -89,7 +110,7 @@ impl Drop for Subscription {
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Publishes committed output records (all of one execution, in `seq` order).
-    async fn publish_output(&self, records: Vec<OutputRecord>);
+    async fn publish_output(&self, source: &RecordSource, records: Vec<OutputRecord>);
 
     /// Publishes a stored execution change.
     async fn publish_execution(&self, kind: ChangeKind, execution: Execution);

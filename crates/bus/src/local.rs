@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use squall_core::{Execution, OutputRecord};
 use tokio::sync::broadcast;
 
-use crate::{Bus, ChangeKind, ExecutionChange, Hub, Live, LiveRecord, Subscription};
+use crate::{Bus, ChangeKind, ExecutionChange, Hub, Live, LiveRecord, RecordSource, Subscription};
 
 /// Bus for a single process: publishing is a hand-off to the local [`Hub`].
 pub struct LocalBus {
@@ -22,10 +22,10 @@ impl Default for LocalBus {
 
 #[async_trait]
 impl Bus for LocalBus {
-    async fn publish_output(&self, records: Vec<OutputRecord>) {
+    async fn publish_output(&self, source: &RecordSource, records: Vec<OutputRecord>) {
         for record in records {
             let id = record.execution_id.clone();
-            self.hub.publish(&id, Live::Record(Arc::new(LiveRecord { record, encoded: OnceLock::new() })));
+            self.hub.publish(&id, Live::Record(Arc::new(LiveRecord::new(record, source.clone()))));
         }
     }
 

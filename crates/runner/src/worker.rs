@@ -215,7 +215,7 @@ impl Worker {
     async fn supervise_local(&self, e: &Execution, job: crate::process::Job, stopper: &Stopper) -> Result<(Status, Value), StoreError> {
         let timeout_secs = job.timeout.map_or(0, |t| t.as_secs());
         let (tx, rx) = mpsc::channel(CAPTURE_QUEUE);
-        let writer = LogWriter::new(&e.id, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes);
+        let writer = LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes);
         let writing = tokio::spawn(writer.run(rx));
         let ended = supervise(job, stopper, tx).await;
         let summary = writing.await.expect("log writer task")?;

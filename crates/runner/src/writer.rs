@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use squall_bus::Bus;
-use squall_core::{OutputRecord, StreamKind, Timestamp};
+use squall_bus::{Bus, RecordSource};
+use squall_core::{Execution, OutputRecord, StreamKind, Timestamp};
 use squall_store::{Store, StoreError};
 use tokio::sync::mpsc;
 
@@ -80,6 +80,7 @@ pub struct WriterSummary {
 /// Writes one execution's log.
 pub struct LogWriter {
     execution_id: String,
+    source: RecordSource,
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     /// `[actionrunner] stream_output`: publish live, or leave viewers to read the store.
@@ -90,9 +91,10 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    pub fn new(execution_id: &str, store: Arc<dyn Store>, bus: Arc<dyn Bus>, publish: bool, result_limit: usize) -> LogWriter {
+    pub fn new(execution: &Execution, store: Arc<dyn Store>, bus: Arc<dyn Bus>, publish: bool, result_limit: usize) -> LogWriter {
         LogWriter {
-            execution_id: execution_id.to_string(),
+            execution_id: execution.id.clone(),
+            source: RecordSource::of(execution),
             store,
             bus,
             publish,
@@ -171,7 +173,7 @@ impl LogWriter {
         }
         self.store.append_output(&records).await?;
         if self.publish {
-            self.bus.publish_output(records).await;
+            self.bus.publish_output(&self.source, records).await;
         }
         Ok(())
     }

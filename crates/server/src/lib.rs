@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+mod follow;
 mod handlers;
 pub mod paths;
 pub mod query;
@@ -47,16 +48,20 @@ pub struct AppState {
 
 /// The canonical routes (after [`paths::normalize`]).
 pub fn router(state: Arc<AppState>) -> Router {
-    use handlers::{actions, executions, output};
+    use handlers::{actions, executions, stream};
     let dev_user = auth::DevModeUser(state.settings.dev_user.clone());
     let executions_routes = Router::new()
         .route("/", get(executions::list).post(executions::create))
         .route("/{id}", get(executions::get).delete(executions::cancel))
-        .route("/{id}/output", get(output::plain))
+        .route("/{id}/output", get(stream::output))
+        .route("/{id}/stdout", get(stream::stdout))
+        .route("/{id}/stderr", get(stream::stderr))
         .route("/{id}/re_run", post(executions::rerun))
         .route("/{id}/children", get(executions::children));
     Router::new()
         .route("/", get(handlers::root))
+        .route("/stream", get(stream::events))
+        .route("/squall/stats", get(handlers::stats))
         .route("/actions", get(actions::list_actions))
         .route("/actions/{ref_or_id}", get(actions::get_action))
         .route("/runnertypes", get(actions::list_runners))

@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod executions;
 pub mod output;
+pub mod stream;
 
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue};
@@ -27,4 +28,9 @@ pub async fn root() -> Json<Value> {
 /// Anything the router does not know.
 pub async fn fallback() -> crate::error::ApiError {
     crate::error::ApiError::unknown_route()
+}
+
+/// `GET /squall/stats`: live state of this node, for operators and tests.
+pub async fn stats(axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>) -> Json<Value> {
+    Json(json!({"live_executions": state.bus.live_executions()}))
 }

@@ -1,0 +1,323 @@
+//! Live output: StackStorm's event stream (`/stream`), the per-execution SSE output stream, and
+//! squall's long-running plain-text `/stdout` and `/stderr`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use squall_bus::{ChangeKind, ExecutionChange, Live, LiveRecord, Received};
+use squall_core::output::StreamFilter;
+use squall_core::{Status, StreamKind};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::executions::find;
+use crate::error::{ApiError, ApiResult};
+use crate::follow::{self, Item};
+use crate::paths::ViaStream;
+use crate::query::Params;
+use crate::{AppState, wire};
+
+const OUTPUT_EVENT: &str = "st2.execution.output__create";
+const UPDATE_EVENT: &str = "st2.execution__update";
+/// StackStorm's event list when a client names none (it has no output events).
+const DEFAULT_EVENTS: &[&str] = &[
+    "st2.announcement__*",
+    "st2.execution__create",
+    "st2.execution__update",
+    "st2.execution__delete",
+    "st2.liveaction__create",
+    "st2.liveaction__update",
+    "st2.liveaction__delete",
+];
+
+/// The SSE frame of an output record; built once per live record, shared by every viewer.
+fn output_frame(r: &LiveRecord) -> Bytes {
+    r.encoded
+        .get_or_init(|| {
+            let json = wire::output_json(&r.record, &r.source.action_ref, &r.source.runner_ref);
+            Bytes::from(format!("id: {}\nevent: {OUTPUT_EVENT}\ndata: {json}\n\n", r.record.seq))
+        })
+        .clone()
+}
+
+fn event_name(c: &ExecutionChange) -> &'static str {
+    match c.kind {
+        ChangeKind::Create => "st2.execution__create",
+        ChangeKind::Update => UPDATE_EVENT,
+    }
+}
+
+/// The SSE frame of an execution change (secrets masked); built once per change.
+fn execution_frame(c: &ExecutionChange, state: &AppState) -> Bytes {
+    c.encoded
+        .get_or_init(|| {
+            let json = wire::execution_json(&c.execution, false, &state.settings.wire);
+            Bytes::from(format!("event: {}\ndata: {json}\n\n", event_name(c)))
+        })
+        .clone()
+}
+
+/// What a viewer's encoder does with one item.
+enum Step {
+    Emit(Bytes),
+    Skip,
+    /// Last frame (if any), then the response ends.
+    End(Option<Bytes>),
+}
+
+/// Turns a viewer's items into a response body. With `heartbeat`, a `\n` goes out at once and
+/// whenever nothing was sent for that long.
+fn body_of<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+    heartbeat: Option<Duration>,
+    mut step: impl FnMut(T) -> Step + Send + 'static,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    const KEEPALIVE: Bytes = Bytes::from_static(b"\n");
+    async_stream::stream! {
+        let next_deadline = || heartbeat.map(|h| Instant::now() + h);
+        let mut deadline = next_deadline();
+        if heartbeat.is_some() {
+            yield Ok(KEEPALIVE);
+        }
+        loop {
+            let item = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                    Ok(item) => item,
+                    Err(_) => {
+                        yield Ok(KEEPALIVE);
+                        deadline = next_deadline();
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(item) = item else { break };
+            match step(item) {
+                Step::Emit(frame) => {
+                    yield Ok(frame);
+                    deadline = next_deadline();
+                }
+                Step::Skip => {}
+                Step::End(last) => {
+                    if let Some(frame) = last {
+                        yield Ok(frame);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn streaming_response(content_type: &'static str, body: impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("X-Accel-Buffering", HeaderValue::from_static("no"));
+    (headers, Body::from_stream(body)).into_response()
+}
+
+const SSE: &str = "text/event-stream; charset=UTF-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Resolves `id` (or `last`), subscribes to its live channel, *then* reads its state, and
+/// starts a follower after `cursor`.
+async fn follow_execution(state: &AppState, id: &str, cursor: u64) -> ApiResult<mpsc::Receiver<Item>> {
+    let id = find(state, id).await?.id;
+    let subscription = state.bus.subscribe_execution(&id).await;
+    let execution = state.store.execution(&id).await?.ok_or_else(|| ApiError::no_execution(&id))?;
+    Ok(follow::start(state.store.clone(), subscription, execution, cursor))
+}
+
+/// The resume point: `Last-Event-ID` header, else `?after=`, else the start.
+fn resume_point(headers: &HeaderMap, params: &Params) -> ApiResult<u64> {
+    if let Some(v) = headers.get("last-event-id") {
+        return v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be the seq of a received event (a non-negative integer)"));
+    }
+    match params.int("after")? {
+        None => Ok(0),
+        Some(n) if n < 0 => Err(ApiError::bad_request("Parameter \"after\" must be a non-negative integer")),
+        Some(n) => Ok(n as u64),
+    }
+}
+
+/// `GET /executions/{id}/output`: plain text on the API service, SSE on the stream service
+/// (or when the client asks for `text/event-stream`).
+pub async fn output(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+    Extension(via): Extension<ViaStream>,
+) -> ApiResult<Response> {
+    let wants_sse = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    if !via.0 && !wants_sse {
+        return super::output::plain(State(state), Path(id), params).await;
+    }
+    let filter = StreamFilter::from_output_type(params.get("output_type"));
+    let cursor = resume_point(&headers, &params)?;
+    let rx = follow_execution(&state, &id, cursor).await?;
+    let mut last_seq = cursor;
+    let body = body_of(rx, Some(state.settings.heartbeat), move |item| match item {
+        Item::Record(r) => {
+            last_seq = r.record.seq;
+            if filter.matches(r.record.stream) { Step::Emit(output_frame(&r)) } else { Step::Skip }
+        }
+        Item::Done(_) => Step::End(Some(Bytes::from(format!("id: {last_seq}\nevent: EOF\ndata: ''\n\n")))),
+        Item::Current(_) | Item::Update(_) => Step::Skip,
+    });
+    Ok(streaming_response(SSE, body))
+}
+
+/// `GET /executions/{id}/stdout` and `/stderr`: raw bytes of one stream, everything so far and
+/// then live, until the execution completes. Nothing is injected into the body.
+pub async fn raw(state: Arc<AppState>, id: String, kind: StreamKind) -> ApiResult<Response> {
+    let rx = follow_execution(&state, &id, 0).await?;
+    let body = body_of(rx, None, move |item| match item {
+        Item::Record(r) if r.record.stream == kind => Step::Emit(r.record.data.clone()),
+        Item::Done(_) => Step::End(None),
+        _ => Step::Skip,
+    });
+    Ok(streaming_response(TEXT, body))
+}
+
+pub async fn stdout(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
+    raw(state, id, StreamKind::Stdout).await
+}
+
+pub async fn stderr(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
+    raw(state, id, StreamKind::Stderr).await
+}
+
+/// StackStorm's stream filters (`events`, `action_refs`, `execution_ids`).
+struct Filters {
+    events: Vec<String>,
+    action_refs: Option<Vec<String>>,
+    execution_ids: Option<Vec<String>>,
+}
+
+impl Filters {
+    fn from(params: &Params) -> Filters {
+        Filters {
+            events: params.list("events").unwrap_or_else(|| DEFAULT_EVENTS.iter().map(|e| e.to_string()).collect()),
+            action_refs: params.list("action_refs"),
+            execution_ids: params.list("execution_ids"),
+        }
+    }
+
+    fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|pattern| glob(pattern, event))
+    }
+
+    fn passes(&self, event: &str, action_ref: &str, execution_id: &str) -> bool {
+        self.wants(event)
+            && self.action_refs.as_ref().is_none_or(|r| r.iter().any(|x| x == action_ref))
+            && self.execution_ids.as_ref().is_none_or(|i| i.iter().any(|x| x == execution_id))
+    }
+
+    fn record(&self, r: &LiveRecord) -> Option<Bytes> {
+        self.passes(OUTPUT_EVENT, &r.source.action_ref, &r.record.execution_id).then(|| output_frame(r))
+    }
+
+    fn change(&self, c: &ExecutionChange, state: &AppState) -> Option<Bytes> {
+        self.passes(event_name(c), &c.execution.action.ref_, &c.execution.id).then(|| execution_frame(c, state))
+    }
+}
+
+/// `fnmatch`-style matching with `*` and `?`, as StackStorm matches event names.
+fn glob(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+/// `GET /stream`: StackStorm's event stream. A request that names an `end_execution_id` with
+/// `end_event=st2.execution__update` (what `st2 execution tail` sends) is served from that
+/// execution's own channel: subscribe first, then emit its current `running` state, replay its
+/// stored output, follow it live, and end with its completion — so the CLI never hangs and never
+/// misses a line, and never receives other executions' traffic.
+pub async fn events(State(state): State<Arc<AppState>>, params: Params) -> ApiResult<Response> {
+    let filters = Filters::from(&params);
+    let heartbeat = Some(state.settings.heartbeat);
+    if let (Some(end_id), Some(UPDATE_EVENT)) = (params.get("end_execution_id"), params.get("end_event")) {
+        if let Ok(rx) = follow_execution(&state, end_id, 0).await {
+            let st = Arc::clone(&state);
+            let body = body_of(rx, heartbeat, move |item| match item {
+                Item::Current(c) if c.execution.status == Status::Running => filters.change(&c, &st).map_or(Step::Skip, Step::Emit),
+                Item::Current(_) => Step::Skip,
+                Item::Record(r) => filters.record(&r).map_or(Step::Skip, Step::Emit),
+                Item::Update(c) => filters.change(&c, &st).map_or(Step::Skip, Step::Emit),
+                Item::Done(c) => Step::End(filters.change(&c, &st)),
+            });
+            return Ok(streaming_response(SSE, body));
+        }
+    }
+    let end = params.get("end_execution_id").map(String::from).zip(params.get("end_event").map(String::from));
+    let mut sub = state.bus.subscribe_all().await;
+    let (tx, rx) = mpsc::channel::<Live>(16);
+    tokio::spawn(async move {
+        loop {
+            let live = tokio::select! {
+                _ = tx.closed() => return,
+                received = sub.recv() => match received {
+                    Received::Event(live) => live,
+                    Received::Lagged(n) => {
+                        tracing::warn!(missed = n, "a global stream viewer fell behind; events were skipped");
+                        continue;
+                    }
+                    Received::Closed => return,
+                },
+            };
+            if tx.send(live).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = body_of(rx, heartbeat, move |live| match live {
+        Live::Record(r) => filters.record(&r).map_or(Step::Skip, Step::Emit),
+        Live::Execution(c) => {
+            let frame = filters.change(&c, &state);
+            let ends = end.as_ref().is_some_and(|(id, event)| {
+                *id == c.execution.id && event == event_name(&c) && c.execution.status.is_terminal()
+            });
+            match (ends, frame) {
+                (true, frame) => Step::End(frame),
+                (false, Some(frame)) => Step::Emit(frame),
+                (false, None) => Step::Skip,
+            }
+        }
+    });
+    Ok(streaming_response(SSE, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs() {
+        assert!(glob("st2.announcement__*", "st2.announcement__chatops"));
+        assert!(glob("st2.execution__update", "st2.execution__update"));
+        assert!(!glob("st2.execution__update", "st2.execution__create"));
+        assert!(glob("st2.execution*", "st2.execution.output__create"));
+        assert!(glob("st2.?xecution__create", "st2.execution__create"));
+    }
+}
