@@ -186,3 +186,82 @@ pub fn write_file(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
 }
+
+/// One server-sent event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Event {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// A minimal SSE reader over a streaming response, for tests.
+pub struct Sse {
+    response: reqwest::Response,
+    buf: Vec<u8>,
+    /// Number of bare keep-alive newlines seen between frames.
+    pub keepalives: usize,
+}
+
+impl Sse {
+    pub async fn open(url: &str, headers: &[(&str, &str)]) -> Sse {
+        let mut req = reqwest::Client::new().get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = req.send().await.expect("open stream");
+        assert_eq!(response.status().as_u16(), 200, "stream {url}");
+        let ct = response.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("text/event-stream"), "{ct}");
+        Sse { response, buf: Vec::new(), keepalives: 0 }
+    }
+
+    /// The next event with data, or `None` when the server closed the stream.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            while self.buf.first() == Some(&b'\n') {
+                self.buf.remove(0);
+                self.keepalives += 1;
+            }
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let frame: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = String::from_utf8(frame).expect("utf-8 frame");
+                let mut ev = Event::default();
+                let mut data = Vec::new();
+                for line in text.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        ev.id = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        ev.event = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push(v.to_string());
+                    }
+                }
+                ev.data = data.join("\n");
+                return Some(ev);
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Every remaining event until the server closes the stream.
+    pub async fn rest(mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next().await {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// Concatenated `data` of output events (decoded from their JSON payloads).
+pub fn output_text(events: &[Event]) -> String {
+    events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("st2.execution.output__create"))
+        .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["data"].as_str().unwrap().to_string())
+        .collect()
+}
