@@ -17,18 +17,19 @@ pub use hub::Hub;
 pub use local::LocalBus;
 pub use queue::{LocalQueue, WorkQueue};
 
-/// A committed output record on its way to viewers. The wire encoding is computed by the first
+/// A committed output record on its way to viewers. Each wire encoding is computed by the first
 /// viewer that needs it and shared by all the others ("encode once, write many").
 #[derive(Debug)]
 pub struct LiveRecord {
     pub record: OutputRecord,
     pub source: RecordSource,
-    pub encoded: OnceLock<Bytes>,
+    /// One slot per wire format (the HTTP layer decides what the formats are).
+    pub encoded: [OnceLock<Bytes>; 2],
 }
 
 impl LiveRecord {
     pub fn new(record: OutputRecord, source: RecordSource) -> LiveRecord {
-        LiveRecord { record, source, encoded: OnceLock::new() }
+        LiveRecord { record, source, encoded: Default::default() }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `squall` binary.
 
+mod client;
 mod config;
 mod server;
 
@@ -10,9 +11,16 @@ use clap::{Parser, Subcommand};
 
 /// squall runs automation actions and streams their output live. It speaks StackStorm's API,
 /// so the `st2` CLI works against it.
+///
+/// Exit codes of `run` and `execution tail`: 0 succeeded, 1 failed, 3 timeout, 4 canceled,
+/// 5 abandoned; 2 for bad usage and 6 when the request itself failed (server unreachable,
+/// unknown action or id, bad parameter).
 #[derive(Parser)]
 #[command(name = "squall", version, about, long_about = None)]
 struct Cli {
+    /// Server URL [env: SQUALL_URL; else `url` in ~/.config/squall/config.toml; default http://127.0.0.1:9101]
+    #[arg(long, global = true)]
+    url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +29,112 @@ struct Cli {
 enum Command {
     /// Run the server: API, stream and runner in one process, on embedded storage.
     Server(ServerArgs),
+    /// Run an action: `squall run core.local cmd='uname -a'` (or `squall run core.local uname -a`).
+    Run {
+        /// Action reference, e.g. core.local
+        action: String,
+        /// Parameters as key=value; words without `=` form `cmd` (put them after `--` if they start with `-`)
+        #[arg(value_name = "KEY=VALUE")]
+        parameters: Vec<String>,
+        /// Print the execution id and return at once
+        #[arg(long = "async", short = 'a', conflicts_with = "tail")]
+        asynchronous: bool,
+        /// Stream the output live while it runs
+        #[arg(long)]
+        tail: bool,
+        /// Print JSON
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+    /// Inspect and control executions.
+    #[command(subcommand)]
+    Execution(ExecutionCommand),
+    /// List and describe actions.
+    #[command(subcommand)]
+    Action(ActionCommand),
+}
+
+#[derive(Subcommand)]
+enum ExecutionCommand {
+    /// The most recent executions, newest last.
+    List {
+        /// How many
+        #[arg(short = 'n', long, default_value_t = 20)]
+        n: u32,
+        /// Only this status (succeeded, failed, running, …)
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this action
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+    /// One execution (`last` for the newest).
+    Get {
+        id: String,
+        #[arg(long, short = 'j')]
+        json: bool,
+        /// Show the status history too
+        #[arg(long, short = 'd')]
+        detail: bool,
+    },
+    /// Cancel an execution; its whole process group is stopped.
+    Cancel { id: String },
+    /// Run an execution again, optionally overriding parameters.
+    #[command(name = "re-run")]
+    ReRun {
+        id: String,
+        #[arg(value_name = "KEY=VALUE")]
+        parameters: Vec<String>,
+        #[arg(long = "async", short = 'a', conflicts_with = "tail")]
+        asynchronous: bool,
+        #[arg(long)]
+        tail: bool,
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+    /// The stored output so far, byte-exact (does not wait).
+    Output {
+        id: String,
+        #[arg(long = "type", value_parser = ["stdout", "stderr"])]
+        kind: Option<String>,
+    },
+    /// Everything so far, then live output until the execution completes. The action's stdout
+    /// goes to stdout and its stderr to stderr; status lines go to stderr.
+    Tail {
+        /// Execution id, or `last`
+        #[arg(default_value = "last")]
+        id: String,
+        #[arg(long = "type", value_parser = ["stdout", "stderr"])]
+        kind: Option<String>,
+        /// Prefix each record with [timestamp][stream]
+        #[arg(long)]
+        include_metadata: bool,
+        /// Prefix each line with the time it was recorded
+        #[arg(long)]
+        timestamps: bool,
+        /// Only output produced from now on (StackStorm's tail behaviour)
+        #[arg(long)]
+        only_new: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActionCommand {
+    /// Actions, sorted by pack and name.
+    List {
+        #[arg(long, short = 'p')]
+        pack: Option<String>,
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+    /// One action and its parameters.
+    Get {
+        reference: String,
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -41,5 +155,50 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server::main(args),
+        command => client_main(cli.url, command),
+    }
+}
+
+fn client_main(url: Option<String>, command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("squall: cannot start the async runtime: {e}");
+            return ExitCode::from(client::exit::ERROR);
+        }
+    };
+    match runtime.block_on(run_client(url, command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("squall: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+async fn run_client(url: Option<String>, command: Command) -> client::CliResult<u8> {
+    use client::execution::{self, Wait};
+    use client::{action, tail};
+    let api = client::Api::new(&client::resolve_url(url)?)?;
+    let wait = |asynchronous: bool, tail: bool| match (asynchronous, tail) {
+        (true, _) => Wait::Async,
+        (_, true) => Wait::Tail,
+        _ => Wait::Result,
+    };
+    match command {
+        Command::Server(_) => unreachable!("handled in main"),
+        Command::Run { action, parameters, asynchronous, tail, json } => execution::run(&api, &action, &parameters, wait(asynchronous, tail), json).await,
+        Command::Execution(ExecutionCommand::List { n, status, action, json }) => execution::list(&api, n, status, action, json).await,
+        Command::Execution(ExecutionCommand::Get { id, json, detail }) => execution::get(&api, &id, json, detail).await,
+        Command::Execution(ExecutionCommand::Cancel { id }) => execution::cancel(&api, &id).await,
+        Command::Execution(ExecutionCommand::ReRun { id, parameters, asynchronous, tail, json }) => {
+            execution::rerun(&api, &id, &parameters, wait(asynchronous, tail), json).await
+        }
+        Command::Execution(ExecutionCommand::Output { id, kind }) => execution::output(&api, &id, kind.as_deref()).await,
+        Command::Execution(ExecutionCommand::Tail { id, kind, include_metadata, timestamps, only_new }) => {
+            tail::tail(&api, &id, &tail::TailOptions { kind, include_metadata, timestamps, only_new }).await
+        }
+        Command::Action(ActionCommand::List { pack, json }) => action::list(&api, pack, json).await,
+        Command::Action(ActionCommand::Get { reference, json }) => action::get(&api, &reference, json).await,
     }
 }

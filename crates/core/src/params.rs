@@ -297,3 +297,59 @@ mod tests {
         assert_eq!(py_repr(&json!({"k": [1, true, null, "it's"]})), "{'k': [1, True, None, \"it's\"]}");
     }
 }
+
+/// Casts a `key=value` command-line value to the parameter's declared type, with the `st2`
+/// CLI's rules: arrays from JSON or comma lists (a lone integer becomes a one-element array),
+/// objects from JSON or `k1=v1,k2=v2`, booleans only from `true`/`false`.
+pub fn cast_cli(ty: Option<&str>, raw: &str) -> Result<Value, ParamError> {
+    let bad = |what: &str| ParamError(format!("\"{raw}\" is not a valid {what}"));
+    match ty {
+        Some("integer") => raw.trim().parse::<i64>().map(Value::from).map_err(|_| bad("integer")),
+        Some("number") => raw.trim().parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number).ok_or_else(|| bad("number")),
+        Some("boolean") => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(ParamError("Invalid value for boolean parameter. Valid values are: true, false".into())),
+        },
+        Some("array") => {
+            if let Ok(n) = raw.trim().parse::<i64>() {
+                return Ok(Value::Array(vec![Value::from(n)]));
+            }
+            match serde_json::from_str::<Value>(raw) {
+                Ok(Value::Array(items)) => Ok(Value::Array(items)),
+                _ => Ok(Value::Array(raw.split(',').map(|s| Value::String(s.trim().to_string())).collect())),
+            }
+        }
+        Some("object") if raw.trim_start().starts_with('{') => {
+            serde_json::from_str::<Value>(raw).ok().filter(Value::is_object).ok_or_else(|| bad("JSON object"))
+        }
+        Some("object") => {
+            let mut map = Map::new();
+            for pair in raw.split(',').filter(|p| !p.trim().is_empty()) {
+                let (k, v) = pair.split_once('=').ok_or_else(|| bad("object (use k1=v1,k2=v2 or JSON)"))?;
+                map.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
+            }
+            Ok(Value::Object(map))
+        }
+        _ => Ok(Value::String(raw.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod cli_cast_tests {
+    use super::cast_cli;
+    use serde_json::json;
+
+    #[test]
+    fn st2_cli_rules() {
+        assert_eq!(cast_cli(Some("integer"), "3").unwrap(), json!(3));
+        assert_eq!(cast_cli(Some("array"), "51").unwrap(), json!([51]));
+        assert_eq!(cast_cli(Some("array"), "a, b").unwrap(), json!(["a", "b"]));
+        assert_eq!(cast_cli(Some("array"), "[1,\"x\"]").unwrap(), json!([1, "x"]));
+        assert_eq!(cast_cli(Some("object"), "{\"k\":1}").unwrap(), json!({"k": 1}));
+        assert_eq!(cast_cli(Some("object"), "a=1,b=2").unwrap(), json!({"a": "1", "b": "2"}));
+        assert_eq!(cast_cli(Some("boolean"), "TRUE").unwrap(), json!(true));
+        assert!(cast_cli(Some("boolean"), "yes").is_err());
+        assert_eq!(cast_cli(None, "x=y").unwrap(), json!("x=y"));
+    }
+}

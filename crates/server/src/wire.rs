@@ -90,17 +90,33 @@ pub fn drop_falsy(doc: &mut Value) {
     }
 }
 
-/// An output record as StackStorm's `ActionExecutionOutput` (`data` lossily decoded).
-pub fn output_json(record: &OutputRecord, action_ref: &str, runner_ref: &str) -> Value {
-    json!({
+/// How an output record's bytes travel in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataEncoding {
+    /// StackStorm's `data`: text, invalid UTF-8 replaced.
+    Text = 0,
+    /// squall's `data_b64`: the exact bytes, base64 (for byte-exact clients such as `squall tail`).
+    Base64 = 1,
+}
+
+/// An output record as StackStorm's `ActionExecutionOutput`, plus squall's `seq` and `offset`.
+pub fn output_json(record: &OutputRecord, action_ref: &str, runner_ref: &str, encoding: DataEncoding) -> Value {
+    use base64::Engine;
+    let mut doc = json!({
         "id": stable_id(&format!("{}:{}", record.execution_id, record.seq)),
         "execution_id": record.execution_id,
         "action_ref": action_ref,
         "runner_ref": runner_ref,
         "timestamp": record.timestamp.to_iso(),
         "output_type": record.stream.as_str(),
-        "data": String::from_utf8_lossy(&record.data),
-    })
+        "seq": record.seq,
+        "offset": record.offset,
+    });
+    match encoding {
+        DataEncoding::Text => doc["data"] = Value::String(String::from_utf8_lossy(&record.data).into_owned()),
+        DataEncoding::Base64 => doc["data_b64"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&record.data)),
+    }
+    doc
 }
 
 /// Keeps only the top-level keys named by the first segment of each path, plus `always`.

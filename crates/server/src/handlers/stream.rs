@@ -22,6 +22,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::follow::{self, Item};
 use crate::paths::ViaStream;
 use crate::query::Params;
+use crate::wire::DataEncoding;
 use crate::{AppState, wire};
 
 const OUTPUT_EVENT: &str = "st2.execution.output__create";
@@ -37,11 +38,12 @@ const DEFAULT_EVENTS: &[&str] = &[
     "st2.liveaction__delete",
 ];
 
-/// The SSE frame of an output record; built once per live record, shared by every viewer.
-fn output_frame(r: &LiveRecord) -> Bytes {
-    r.encoded
+/// The SSE frame of an output record; built once per live record and encoding, shared by every
+/// viewer.
+fn output_frame(r: &LiveRecord, encoding: DataEncoding) -> Bytes {
+    r.encoded[encoding as usize]
         .get_or_init(|| {
-            let json = wire::output_json(&r.record, &r.source.action_ref, &r.source.runner_ref);
+            let json = wire::output_json(&r.record, &r.source.action_ref, &r.source.runner_ref, encoding);
             Bytes::from(format!("id: {}\nevent: {OUTPUT_EVENT}\ndata: {json}\n\n", r.record.seq))
         })
         .clone()
@@ -136,8 +138,13 @@ async fn follow_execution(state: &AppState, id: &str, cursor: u64) -> ApiResult<
     Ok(follow::start(state.store.clone(), subscription, execution, cursor))
 }
 
-/// The resume point: `Last-Event-ID` header, else `?after=`, else the start.
-fn resume_point(headers: &HeaderMap, params: &Params) -> ApiResult<u64> {
+/// The resume point: `Last-Event-ID` header, else `?after=` (a `seq`, or `latest` for only what
+/// comes next), else the start.
+async fn resume_point(state: &AppState, id: &str, headers: &HeaderMap, params: &Params) -> ApiResult<u64> {
+    if params.get("after") == Some("latest") {
+        let id = find(state, id).await?.id;
+        return Ok(state.store.last_seq(&id).await?);
+    }
     if let Some(v) = headers.get("last-event-id") {
         return v
             .to_str()
@@ -166,13 +173,18 @@ pub async fn output(
         return super::output::plain(State(state), Path(id), params).await;
     }
     let filter = StreamFilter::from_output_type(params.get("output_type"));
-    let cursor = resume_point(&headers, &params)?;
+    let cursor = resume_point(&state, &id, &headers, &params).await?;
+    let encoding = match params.get("encoding") {
+        None | Some("text") => DataEncoding::Text,
+        Some("base64") => DataEncoding::Base64,
+        Some(other) => return Err(ApiError::bad_request(format!("Unknown encoding \"{other}\" (use text or base64)"))),
+    };
     let rx = follow_execution(&state, &id, cursor).await?;
     let mut last_seq = cursor;
     let body = body_of(rx, Some(state.settings.heartbeat), move |item| match item {
         Item::Record(r) => {
             last_seq = r.record.seq;
-            if filter.matches(r.record.stream) { Step::Emit(output_frame(&r)) } else { Step::Skip }
+            if filter.matches(r.record.stream) { Step::Emit(output_frame(&r, encoding)) } else { Step::Skip }
         }
         Item::Done(_) => Step::End(Some(Bytes::from(format!("id: {last_seq}\nevent: EOF\ndata: ''\n\n")))),
         Item::Current(_) | Item::Update(_) => Step::Skip,
@@ -227,7 +239,7 @@ impl Filters {
     }
 
     fn record(&self, r: &LiveRecord) -> Option<Bytes> {
-        self.passes(OUTPUT_EVENT, &r.source.action_ref, &r.record.execution_id).then(|| output_frame(r))
+        self.passes(OUTPUT_EVENT, &r.source.action_ref, &r.record.execution_id).then(|| output_frame(r, DataEncoding::Text))
     }
 
     fn change(&self, c: &ExecutionChange, state: &AppState) -> Option<Bytes> {

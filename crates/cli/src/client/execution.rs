@@ -1,0 +1,185 @@
+//! `squall run` and `squall execution list|get|cancel|re-run|output`.
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use super::action::str_of;
+use super::render::{self, Spinner};
+use super::tail::{self, TailOptions};
+use super::{Api, CliError, CliResult, exit, parse_parameters};
+
+const WAITING: [&str; 4] = ["requested", "scheduled", "delayed", "canceling"];
+
+/// How `run` and `re-run` wait for the execution.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait {
+    /// Print the id and return.
+    Async,
+    /// Stream the output live, then the result.
+    Tail,
+    /// Wait quietly (spinner on a terminal), then print the result.
+    Result,
+}
+
+pub async fn run(api: &Api, action: &str, words: &[String], wait: Wait, json: bool) -> CliResult<u8> {
+    let parameters = parse_parameters(api, action, words).await?;
+    let e = api.post("/executions", &json!({"action": action, "parameters": parameters, "user": null})).await?;
+    finish(api, e, wait, json).await
+}
+
+pub async fn rerun(api: &Api, id: &str, words: &[String], wait: Wait, json: bool) -> CliResult<u8> {
+    let original = api.get(&format!("/executions/{id}")).await?;
+    let action = original["action"]["ref"].as_str().unwrap_or_default();
+    let parameters = parse_parameters(api, action, words).await?;
+    let e = api.post(&format!("/executions/{}/re_run", str_of(&original, "id")), &json!({"parameters": parameters, "tasks": [], "reset": [], "delay": 0})).await?;
+    finish(api, e, wait, json).await
+}
+
+async fn finish(api: &Api, e: Value, wait: Wait, json: bool) -> CliResult<u8> {
+    let id = str_of(&e, "id");
+    match wait {
+        Wait::Async => {
+            if json {
+                render::json(&e);
+            } else {
+                println!("{id}");
+                eprintln!("To follow its output: squall execution tail {id}");
+            }
+            Ok(0)
+        }
+        Wait::Tail => {
+            let code = tail::tail(api, &id, &TailOptions::default()).await?;
+            if json {
+                render::json(&api.get(&format!("/executions/{id}")).await?);
+            }
+            Ok(code)
+        }
+        Wait::Result => {
+            let mut spinner = Spinner::new();
+            let done = loop {
+                let e = api.get(&format!("/executions/{id}")).await?;
+                let status = str_of(&e, "status");
+                if !WAITING.contains(&status.as_str()) && status != "running" {
+                    break e;
+                }
+                spinner.tick(&format!("{id} {status}"));
+                tokio::time::sleep(Spinner::INTERVAL).await;
+            };
+            spinner.clear();
+            if json {
+                render::json(&done);
+            } else {
+                print_execution(&done, false);
+            }
+            Ok(exit::for_status(&str_of(&done, "status")))
+        }
+    }
+}
+
+/// An execution for people: identity, status, parameters and the result.
+fn print_execution(e: &Value, detail: bool) {
+    let color = render::color_stdout();
+    let mut rows = vec![
+        ("id", str_of(e, "id")),
+        ("action", e["action"]["ref"].as_str().unwrap_or_default().to_string()),
+        ("status", format!("{} {}", render::status(&str_of(e, "status"), color), render::elapsed(e)).trim_end().to_string()),
+        ("user", e["context"]["user"].as_str().unwrap_or_default().to_string()),
+        ("started", str_of(e, "start_timestamp")),
+        ("ended", str_of(e, "end_timestamp")),
+    ];
+    if let Some(params) = e.get("parameters").filter(|p| p.as_object().is_some_and(|m| !m.is_empty())) {
+        rows.push(("parameters", params.to_string()));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows.iter().filter(|(_, v)| !v.is_empty()) {
+        println!("{k:width$}  {v}");
+    }
+    if detail {
+        if let Some(log) = e["log"].as_array() {
+            println!("{:width$}", "log");
+            for entry in log {
+                println!("  {}  {}", str_of(entry, "timestamp"), str_of(entry, "status"));
+            }
+        }
+    }
+    if let Some(result) = e.get("result") {
+        println!("result:");
+        println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
+    }
+}
+
+pub async fn list(api: &Api, n: u32, status: Option<String>, action: Option<String>, json: bool) -> CliResult<u8> {
+    let mut path = format!("/executions?limit={n}&parent=null&sort_desc=True&exclude_attributes=result");
+    if let Some(s) = status {
+        path.push_str(&format!("&status={s}"));
+    }
+    if let Some(a) = action {
+        path.push_str(&format!("&action={a}"));
+    }
+    let (items, total) = api.get_counted(&path).await?;
+    if json {
+        render::json(&items);
+        return Ok(0);
+    }
+    let color = render::color_stdout();
+    let mut rows: Vec<Vec<String>> = items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            vec![
+                str_of(e, "id"),
+                e["action"]["ref"].as_str().unwrap_or_default().to_string(),
+                e["context"]["user"].as_str().unwrap_or_default().to_string(),
+                render::status(&str_of(e, "status"), color),
+                str_of(e, "start_timestamp"),
+                render::elapsed(e),
+            ]
+        })
+        .collect();
+    rows.reverse(); // oldest at the top, newest next to the prompt
+    render::table(&["id", "action", "user", "status", "started", "elapsed"], &rows);
+    if let Some(total) = total.filter(|t| *t > u64::from(n)) {
+        eprintln!("(showing the newest {n} of {total}; use -n to see more)");
+    }
+    Ok(0)
+}
+
+pub async fn get(api: &Api, id: &str, json: bool, detail: bool) -> CliResult<u8> {
+    let e = api.get(&format!("/executions/{id}")).await?;
+    if json {
+        render::json(&e);
+    } else {
+        print_execution(&e, detail);
+    }
+    Ok(0)
+}
+
+pub async fn cancel(api: &Api, id: &str) -> CliResult<u8> {
+    let e = api.delete(&format!("/executions/{id}")).await?;
+    if let Some(fault) = e.get("faultstring").and_then(Value::as_str) {
+        return Err(CliError::new(fault.to_string()));
+    }
+    println!("execution {} {}", str_of(&e, "id"), str_of(&e, "status"));
+    Ok(0)
+}
+
+/// The stored output, byte-exact, to stdout.
+pub async fn output(api: &Api, id: &str, kind: Option<&str>) -> CliResult<u8> {
+    let path = match kind {
+        Some(k) => format!("/executions/{id}/output?output_type={k}"),
+        None => format!("/executions/{id}/output"),
+    };
+    let mut resp = api.http().get(api.url(&path)).send().await.map_err(|e| api.unreachable(e))?;
+    if !resp.status().is_success() {
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        return Err(CliError::new(body["faultstring"].as_str().unwrap_or("request failed").to_string()));
+    }
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| api.unreachable(e))? {
+        out.write_all(&chunk).map_err(|e| CliError::new(format!("cannot write output: {e}")))?;
+    }
+    let _ = out.flush();
+    Ok(0)
+}

@@ -1,0 +1,182 @@
+//! `squall execution tail`: everything so far, then live, byte-exact, each stream to its own
+//! file descriptor, across dropped connections and server restarts (resuming after the last
+//! `seq` received), ending with the execution.
+
+use std::io::Write;
+use std::time::Duration;
+
+use base64::Engine;
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::action::str_of;
+use super::render::Spinner;
+use super::{Api, CliError, CliResult, exit};
+
+/// What `tail` shows.
+#[derive(Debug, Clone, Default)]
+pub struct TailOptions {
+    /// `stdout` or `stderr`; both when `None`.
+    pub kind: Option<String>,
+    /// Prefix each record with `[timestamp][stream] `, as `st2 execution tail` does.
+    pub include_metadata: bool,
+    /// Prefix each line with the time it was recorded.
+    pub timestamps: bool,
+    /// Skip what was produced before the tail started (StackStorm's behaviour).
+    pub only_new: bool,
+}
+
+/// Consecutive failed connection attempts before giving up (about a minute of retrying).
+const MAX_RETRIES: u32 = 40;
+
+pub async fn tail(api: &Api, id: &str, opts: &TailOptions) -> CliResult<u8> {
+    let e = api.get(&format!("/executions/{id}")).await?;
+    let id = str_of(&e, "id");
+    let status = wait_until_started(api, &id, str_of(&e, "status")).await?;
+    if !is_terminal(&status) {
+        eprintln!("Execution {id} has started.");
+    }
+    let mut printer = Printer::new(opts);
+    let mut cursor = if opts.only_new { "latest".to_string() } else { "0".to_string() };
+    let mut retries = 0;
+    loop {
+        match follow_once(api, &id, &cursor, opts, &mut printer).await? {
+            Follow::Ended => break,
+            Follow::Interrupted(last) => {
+                if let Some(seq) = last {
+                    cursor = seq.to_string();
+                    retries = 0;
+                }
+                retries += 1;
+                if retries > MAX_RETRIES {
+                    return Err(CliError::new(format!("lost the connection to {} and could not get it back", api.url(""))));
+                }
+                tokio::time::sleep(backoff(retries)).await;
+            }
+        }
+    }
+    let done = get_with_retries(api, &format!("/executions/{id}")).await?;
+    let status = str_of(&done, "status");
+    eprintln!("Execution {id} has completed (status={status}).");
+    Ok(exit::for_status(&status))
+}
+
+fn is_terminal(status: &str) -> bool {
+    ["succeeded", "failed", "timeout", "canceled", "abandoned"].contains(&status)
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((250 * u64::from(attempt)).min(2000))
+}
+
+/// Waits (spinner on a terminal) while the execution has not started yet.
+async fn wait_until_started(api: &Api, id: &str, mut status: String) -> CliResult<String> {
+    let mut spinner = Spinner::new();
+    while ["requested", "scheduled", "delayed"].contains(&status.as_str()) {
+        spinner.tick(&format!("waiting for {id} to start ({status})"));
+        // Poll briskly: the first lines should not wait for the spinner's pace.
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        status = str_of(&api.get(&format!("/executions/{id}")).await?, "status");
+    }
+    spinner.clear();
+    Ok(status)
+}
+
+async fn get_with_retries(api: &Api, path: &str) -> CliResult<Value> {
+    let mut attempt = 0;
+    loop {
+        match api.get(path).await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < MAX_RETRIES && e.message.starts_with("cannot reach") => {
+                attempt += 1;
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+enum Follow {
+    /// The server sent `EOF`: the execution completed and everything was delivered.
+    Ended,
+    /// The connection ended early; the last `seq` received, if any.
+    Interrupted(Option<u64>),
+}
+
+/// One connection to the execution's SSE output stream, resuming after `cursor`.
+async fn follow_once(api: &Api, id: &str, cursor: &str, opts: &TailOptions, printer: &mut Printer) -> CliResult<Follow> {
+    let mut url = api.url(&format!("/executions/{id}/output?encoding=base64&after={cursor}"));
+    if let Some(kind) = &opts.kind {
+        url.push_str(&format!("&output_type={kind}"));
+    }
+    let resp = match api.http().get(&url).header("accept", "text/event-stream").send().await {
+        Ok(resp) => resp,
+        Err(_) => return Ok(Follow::Interrupted(None)),
+    };
+    if resp.status().is_client_error() {
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        return Err(CliError::new(body["faultstring"].as_str().unwrap_or("the server refused the stream").to_string()));
+    }
+    if !resp.status().is_success() {
+        return Ok(Follow::Interrupted(None));
+    }
+    let mut events = resp.bytes_stream().eventsource();
+    let mut last = None;
+    while let Some(event) = events.next().await {
+        let Ok(event) = event else { break };
+        if event.event == "EOF" {
+            return Ok(Follow::Ended);
+        }
+        let Ok(record) = serde_json::from_str::<Value>(&event.data) else { continue };
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(record["data_b64"].as_str().unwrap_or_default())
+            .map_err(|e| CliError::new(format!("the server sent undecodable output: {e}")))?;
+        printer.write(&record, &data)?;
+        last = record["seq"].as_u64().or(last);
+    }
+    Ok(Follow::Interrupted(last))
+}
+
+/// Writes records to the matching file descriptor, with the optional prefixes.
+struct Printer {
+    include_metadata: bool,
+    timestamps: bool,
+    /// Per stream (stdout, stderr): whether the next byte starts a line.
+    at_line_start: [bool; 2],
+}
+
+impl Printer {
+    fn new(opts: &TailOptions) -> Printer {
+        Printer { include_metadata: opts.include_metadata, timestamps: opts.timestamps, at_line_start: [true, true] }
+    }
+
+    fn write(&mut self, record: &Value, data: &[u8]) -> CliResult<()> {
+        let kind = record["output_type"].as_str().unwrap_or("stdout");
+        let timestamp = record["timestamp"].as_str().unwrap_or_default();
+        let slot = usize::from(kind == "stderr");
+        let mut bytes = Vec::with_capacity(data.len() + 64);
+        if self.include_metadata {
+            bytes.extend_from_slice(format!("[{timestamp}][{kind}] ").as_bytes());
+        }
+        if self.timestamps {
+            for line in data.split_inclusive(|b| *b == b'\n') {
+                if self.at_line_start[slot] {
+                    bytes.extend_from_slice(format!("[{timestamp}] ").as_bytes());
+                }
+                bytes.extend_from_slice(line);
+                self.at_line_start[slot] = line.ends_with(b"\n");
+            }
+        } else {
+            bytes.extend_from_slice(data);
+        }
+        let result = if slot == 1 {
+            let mut err = std::io::stderr().lock();
+            err.write_all(&bytes).and_then(|_| err.flush())
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes).and_then(|_| out.flush())
+        };
+        result.map_err(|e| CliError::new(format!("cannot write output: {e}")))
+    }
+}

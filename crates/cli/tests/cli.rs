@@ -1,0 +1,217 @@
+//! The `squall` client against a real server: run, tail, output, list, get, cancel, re-run,
+//! exit codes, and clean errors.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn squall(s: &Server, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_squall")).args(args).env("SQUALL_URL", &s.base).env("NO_COLOR", "1").output().expect("run squall")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test]
+async fn run_tail_shows_lines_as_they_are_produced() {
+    let s = Server::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["run", "core.local", "cmd=for i in 1 2 3; do echo line $i; sleep 0.7; done", "--tail"])
+        .env("SQUALL_URL", &s.base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut arrivals = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        arrivals.push((line.unwrap(), started.elapsed()));
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{err}");
+    let lines: Vec<&str> = arrivals.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(lines, ["line 1", "line 2", "line 3"]);
+    // Live, not all at the end: the lines arrive about as far apart as they were written.
+    let gap = arrivals[2].1 - arrivals[0].1;
+    assert!(gap >= Duration::from_millis(1000), "lines arrived together ({gap:?}): not live");
+    assert!(err.contains("has started.") && err.contains("has completed (status=succeeded)."), "{err}");
+}
+
+#[tokio::test]
+async fn tail_of_a_finished_execution_prints_everything_with_its_exit_code() {
+    let s = Server::start();
+    let cases = [
+        ("printf 'a\\377\\000'; echo oops >&2; exit 0", json!({}), 0, "succeeded"),
+        ("echo bad; exit 4", json!({}), 1, "failed"),
+        ("echo slow; sleep 30", json!({"timeout": 1}), 3, "timeout"),
+    ];
+    for (cmd, extra, code, status) in cases {
+        let id = run_cmd(&s, cmd, extra).await;
+        wait_done(&s, &id, Duration::from_secs(30)).await;
+        let out = squall(&s, &["execution", "tail", &id]);
+        assert_eq!(out.status.code(), Some(code), "{cmd}: {}", text(&out.stderr));
+        let stored = get_bytes(&s, &format!("/v1/executions/{id}/output?output_type=stdout")).await;
+        assert_eq!(out.stdout, stored, "tail > file reproduces the action's stdout byte for byte");
+        assert!(text(&out.stderr).contains(&format!("Execution {id} has completed (status={status}).")));
+    }
+    // Streams stay apart: the action's stderr goes to tail's stderr.
+    let id = run_cmd(&s, "echo to-out; echo to-err >&2", json!({})).await;
+    wait_done(&s, &id, Duration::from_secs(20)).await;
+    let out = squall(&s, &["execution", "tail", "last"]);
+    assert_eq!(text(&out.stdout), "to-out\n");
+    assert!(text(&out.stderr).starts_with("to-err\n"));
+    let only_err = squall(&s, &["execution", "tail", &id, "--type", "stderr"]);
+    assert_eq!(text(&only_err.stdout), "");
+    let meta = squall(&s, &["execution", "tail", &id, "--include-metadata", "--type", "stdout"]);
+    let line = text(&meta.stdout);
+    assert!(line.starts_with("[20") && line.ends_with("Z][stdout] to-out\n"), "{line}");
+}
+
+#[tokio::test]
+async fn canceled_executions_exit_with_their_code() {
+    let s = Server::start();
+    let id = run_cmd(&s, "sleep 30", json!({})).await;
+    wait_status(&s, &id, &["running"], Duration::from_secs(20)).await;
+    let tail = Command::new(env!("CARGO_BIN_EXE_squall")).args(["execution", "tail", &id]).env("SQUALL_URL", &s.base).stderr(Stdio::piped()).spawn().unwrap();
+    let out = squall(&s, &["execution", "cancel", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&id));
+    let tail = tail.wait_with_output().unwrap();
+    assert_eq!(tail.status.code(), Some(4));
+    let again = squall(&s, &["execution", "cancel", &run_and_wait(&s, "true").await]);
+    assert_eq!(again.status.code(), Some(6));
+    assert!(text(&again.stderr).contains("Action cannot be canceled. State = succeeded."));
+}
+
+async fn run_and_wait(s: &Server, cmd: &str) -> String {
+    let id = run_cmd(s, cmd, json!({})).await;
+    wait_done(s, &id, Duration::from_secs(20)).await;
+    id
+}
+
+#[tokio::test]
+async fn tail_survives_a_server_restart_without_loss_or_repeat() {
+    let mut s = Server::start();
+    let id = run_cmd(&s, "i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo line $i; sleep 0.005; done; sleep 30", json!({})).await;
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["execution", "tail", &id])
+        .env("SQUALL_URL", &s.base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(tail.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert_eq!(first, "line 1\n");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.restart(); // the running execution becomes `abandoned`; its log stays
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    let status = tail.wait().unwrap();
+    let seen = first + &text(&rest);
+    let stored = text(&get_bytes(&s, &format!("/v1/executions/{id}/output?output_type=stdout")).await);
+    assert_eq!(seen, stored, "nothing lost, nothing repeated");
+    assert_eq!(status.code(), Some(5), "abandoned");
+}
+
+#[tokio::test]
+async fn only_new_skips_what_came_before() {
+    let s = Server::start();
+    let id = run_cmd(&s, "echo old; sleep 1.5; echo new", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_bytes(&s, &format!("/v1/executions/{id}/output")).await.is_empty() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = squall(&s, &["execution", "tail", &id, "--only-new"]);
+    assert_eq!(text(&out.stdout), "new\n");
+    let all = squall(&s, &["execution", "tail", &id]);
+    assert_eq!(text(&all.stdout), "old\nnew\n");
+}
+
+#[tokio::test]
+async fn run_get_list_output_and_rerun() {
+    let s = Server::start();
+    let out = squall(&s, &["run", "core.local", "echo", "hello", "world"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("succeeded") && text(&out.stdout).contains("hello world"));
+
+    let out = squall(&s, &["run", "core.local", "cmd=echo '{\"k\": 1}'", "timeout=30", "--json"]);
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["result"]["stdout"], json!({"k": 1}));
+    assert_eq!(e["parameters"]["timeout"], 30, "typed from the runner's parameter definition");
+    let id = e["id"].as_str().unwrap().to_string();
+
+    let out = squall(&s, &["run", "core.local", "cmd=exit 2"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = squall(&s, &["run", "core.local", "cmd=sleep 0.2", "--async"]);
+    let async_id = text(&out.stdout).trim().to_string();
+    assert_eq!(async_id.len(), 24);
+
+    let out = squall(&s, &["execution", "get", &id, "--json"]);
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"], id.as_str());
+    let out = squall(&s, &["execution", "get", "last", "--detail"]);
+    assert!(text(&out.stdout).contains(&async_id) && text(&out.stdout).contains("requested"));
+
+    let out = squall(&s, &["execution", "list", "-n", "10", "--status", "failed"]);
+    let table = text(&out.stdout);
+    assert!(table.starts_with("ID") && table.lines().count() == 2, "{table}");
+    let out = squall(&s, &["execution", "list", "--json", "--action", "core.local"]);
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().len(), 4);
+
+    let out = squall(&s, &["execution", "output", &id]);
+    assert_eq!(text(&out.stdout), "{\"k\": 1}\n");
+
+    let out = squall(&s, &["execution", "re-run", &id, "cmd=echo again", "--json"]);
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["result"]["stdout"], "again");
+    assert_eq!(again["parameters"]["timeout"], 30);
+
+    let out = squall(&s, &["action", "list", "--pack", "core"]);
+    assert!(text(&out.stdout).contains("core.local"));
+    let out = squall(&s, &["action", "get", "core.echo"]);
+    assert!(text(&out.stdout).contains("message"));
+}
+
+#[tokio::test]
+async fn errors_are_one_clear_line() {
+    let s = Server::start();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "core.nope"], "core.nope"),
+        (vec!["run", "core.local", "cmd=x", "timeout=soon"], "parameter timeout"),
+        (vec!["run", "core.local", "cmd=x", "bogus=1"], "Additional properties are not allowed"),
+        (vec!["execution", "get", "0123456789abcdef01234567"], "Unable to identify resource"),
+        (vec!["execution", "tail", "nope"], "Unable to identify resource"),
+        (vec!["action", "get", "core.nope"], "not found"),
+    ];
+    for (args, want) in cases {
+        let out = squall(&s, &args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {err}");
+        assert!(err.contains(want) && err.lines().count() == 1 && !err.contains("panicked"), "{args:?}: {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_squall")).args(["--url", "http://127.0.0.1:1", "action", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    assert!(text(&out.stderr).contains("cannot reach the squall server"));
+    let out = Command::new(env!("CARGO_BIN_EXE_squall")).args(["execution", "frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn the_url_comes_from_the_user_config_file() {
+    let s = Server::start();
+    let home = tempfile::tempdir().unwrap();
+    write_file(&home.path().join(".config/squall/config.toml"), &format!("url = \"{}\"\n", s.base));
+    let out = Command::new(env!("CARGO_BIN_EXE_squall")).args(["action", "list", "--json"]).env("HOME", home.path()).env_remove("SQUALL_URL").env_remove("XDG_CONFIG_HOME").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
