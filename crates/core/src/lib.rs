@@ -3,8 +3,10 @@
 //! format (StackStorm's JSON quirks live in `squall-server`).
 
 pub mod action;
+pub mod auth;
 pub mod execution;
 pub mod id;
+pub mod mask;
 pub mod output;
 pub mod params;
 pub mod status;
