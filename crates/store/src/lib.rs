@@ -2,6 +2,7 @@
 //! implements; [`SqliteStore`] is the embedded backend. One conformance suite
 //! (`tests/conformance.rs`) runs against every backend.
 
+mod auth;
 mod query;
 mod sqlite;
 
@@ -9,6 +10,7 @@ use async_trait::async_trait;
 use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status};
 
+pub use auth::{ApiKeyRecord, TokenRecord, UserRecord};
 pub use query::{ExecutionQuery, ParentFilter, SortOrder};
 pub use sqlite::SqliteStore;
 
@@ -58,4 +60,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// The highest stored `seq` of an execution (0 when it has none).
     async fn last_seq(&self, execution_id: &str) -> Result<u64>;
+
+    /// Creates the user, or replaces its password hash when it exists.
+    async fn put_user(&self, name: &str, password_hash: Option<&str>) -> Result<()>;
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>>;
+    async fn users(&self) -> Result<Vec<UserRecord>>;
+    /// Removes the user and every token and API key of theirs; false when there was none.
+    async fn delete_user(&self, name: &str) -> Result<bool>;
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+    async fn token(&self, token_hash: &str) -> Result<Option<TokenRecord>>;
+    async fn delete_token(&self, token_hash: &str) -> Result<()>;
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+    /// Enables or disables a key; false when there is no such key.
+    async fn set_api_key_enabled(&self, id: &str, enabled: bool) -> Result<bool>;
+    async fn delete_api_key(&self, id: &str) -> Result<bool>;
 }

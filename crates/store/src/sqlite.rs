@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status, StreamKind, Timestamp};
 
-use crate::{ExecutionQuery, ParentFilter, Result, SortOrder, Store, StoreError};
+use crate::{ApiKeyRecord, ExecutionQuery, ParentFilter, Result, SortOrder, Store, StoreError, TokenRecord, UserRecord};
 
 /// SQLite storage. WAL with `synchronous = NORMAL`: a committed transaction survives a crash of
 /// the squall process (it is in the WAL file); only an operating-system crash can lose the
@@ -176,6 +176,128 @@ impl Store for SqliteStore {
             .await?;
         Ok(row.try_get::<i64, _>(0)? as u64)
     }
+
+    async fn put_user(&self, name: &str, password_hash: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (name, password_hash, created_ts) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(Timestamp::now().micros())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT name, password_hash, created_ts FROM users WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode_user).transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>> {
+        let rows = sqlx::query("SELECT name, password_hash, created_ts FROM users ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(decode_user).collect()
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query("DELETE FROM users WHERE name = ?").bind(name).execute(&mut *tx).await?.rows_affected() == 1;
+        sqlx::query("DELETE FROM tokens WHERE user_name = ?").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM api_keys WHERE user_name = ?").bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(gone)
+    }
+
+    async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (token_hash, id, user_name, expiry_ts, service, created_ts) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&t.token_hash)
+            .bind(&t.id)
+            .bind(&t.user)
+            .bind(t.expiry.micros())
+            .bind(t.service)
+            .bind(t.created.micros())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn token(&self, token_hash: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query("SELECT token_hash, id, user_name, expiry_ts, service, created_ts FROM tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| -> Result<TokenRecord> {
+            Ok(TokenRecord {
+                token_hash: r.try_get("token_hash")?,
+                id: r.try_get("id")?,
+                user: r.try_get("user_name")?,
+                expiry: Timestamp(r.try_get("expiry_ts")?),
+                service: r.try_get("service")?,
+                created: Timestamp(r.try_get("created_ts")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_token(&self, token_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM tokens WHERE token_hash = ?").bind(token_hash).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
+        sqlx::query("INSERT INTO api_keys (id, key_hash, user_name, enabled, metadata, created_ts) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&k.id)
+            .bind(&k.key_hash)
+            .bind(&k.user)
+            .bind(k.enabled)
+            .bind(k.metadata.to_string())
+            .bind(k.created.micros())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?").bind(key_hash).fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode_api_key).transpose()
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode_api_key).transpose()
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_ts, id").fetch_all(&self.pool).await?;
+        rows.iter().map(decode_api_key).collect()
+    }
+
+    async fn set_api_key_enabled(&self, id: &str, enabled: bool) -> Result<bool> {
+        let done = sqlx::query("UPDATE api_keys SET enabled = ? WHERE id = ?").bind(enabled).bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn decode_user(r: &SqliteRow) -> Result<UserRecord> {
+    Ok(UserRecord { name: r.try_get("name")?, password_hash: r.try_get("password_hash")?, created: Timestamp(r.try_get("created_ts")?) })
+}
+
+fn decode_api_key(r: &SqliteRow) -> Result<ApiKeyRecord> {
+    let metadata: String = r.try_get("metadata")?;
+    Ok(ApiKeyRecord {
+        id: r.try_get("id")?,
+        key_hash: r.try_get("key_hash")?,
+        user: r.try_get("user_name")?,
+        enabled: r.try_get("enabled")?,
+        metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
+        created: Timestamp(r.try_get("created_ts")?),
+    })
 }
 
 fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &ExecutionQuery) {

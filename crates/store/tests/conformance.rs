@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::{Map, json};
 use squall_core::output::StreamFilter;
 use squall_core::{Catalog, Execution, OutputRecord, Status, StreamKind, Timestamp};
-use squall_store::{ExecutionQuery, ParentFilter, SortOrder, SqliteStore, Store};
+use squall_store::{ApiKeyRecord, ExecutionQuery, ParentFilter, SortOrder, SqliteStore, Store, TokenRecord};
 
 fn execution(cmd: &str, user: &str) -> Execution {
     let catalog = Catalog::builtin();
@@ -87,6 +87,39 @@ async fn suite(store: Arc<dyn Store>) {
 
     // A seq is written once.
     assert!(store.append_output(&[record(&a.id, 3, StreamKind::Stdout, b"dup")]).await.is_err());
+
+    credentials(&*store).await;
+}
+
+async fn credentials(store: &dyn Store) {
+    store.put_user("alice", Some("$argon2id$hash1")).await.unwrap();
+    store.put_user("alice", Some("$argon2id$hash2")).await.unwrap();
+    store.put_user("svc", None).await.unwrap();
+    assert_eq!(store.user("alice").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$hash2"));
+    assert_eq!(store.users().await.unwrap().len(), 2);
+
+    let token = TokenRecord { id: "t1".into(), token_hash: "h1".into(), user: "alice".into(), expiry: Timestamp(99), service: false, created: Timestamp(1) };
+    store.insert_token(&token).await.unwrap();
+    assert_eq!(store.token("h1").await.unwrap(), Some(token));
+    store.delete_token("h1").await.unwrap();
+    assert_eq!(store.token("h1").await.unwrap(), None);
+
+    let key = ApiKeyRecord { id: "k1".into(), key_hash: "kh1".into(), user: "alice".into(), enabled: true, metadata: json!({"purpose": "ci"}), created: Timestamp(1) };
+    store.insert_api_key(&key).await.unwrap();
+    assert_eq!(store.api_key_by_hash("kh1").await.unwrap(), Some(key.clone()));
+    assert!(store.set_api_key_enabled("k1", false).await.unwrap());
+    assert!(!store.api_key("k1").await.unwrap().unwrap().enabled);
+    assert_eq!(store.api_keys().await.unwrap().len(), 1);
+
+    store.insert_token(&TokenRecord { token_hash: "h2".into(), ..store_token() }).await.unwrap();
+    assert!(store.delete_user("alice").await.unwrap());
+    assert_eq!(store.token("h2").await.unwrap(), None, "a removed user's tokens go with them");
+    assert_eq!(store.api_key("k1").await.unwrap(), None);
+    assert!(!store.delete_api_key("k1").await.unwrap());
+}
+
+fn store_token() -> TokenRecord {
+    TokenRecord { id: "t2".into(), token_hash: String::new(), user: "alice".into(), expiry: Timestamp(99), service: true, created: Timestamp(1) }
 }
 
 #[tokio::test]
