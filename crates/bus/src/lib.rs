@@ -39,11 +39,21 @@ impl LiveRecord {
 pub struct RecordSource {
     pub action_ref: Arc<str>,
     pub runner_ref: Arc<str>,
+    pub pack: Arc<str>,
+    pub action_name: Arc<str>,
+    /// Who started the execution (for per-event authorisation).
+    pub user: Arc<str>,
 }
 
 impl RecordSource {
     pub fn of(execution: &Execution) -> RecordSource {
-        RecordSource { action_ref: execution.action.ref_.as_str().into(), runner_ref: execution.runner.name.as_str().into() }
+        RecordSource {
+            action_ref: execution.action.ref_.as_str().into(),
+            runner_ref: execution.runner.name.as_str().into(),
+            pack: execution.action.pack.as_str().into(),
+            action_name: execution.action.name.as_str().into(),
+            user: execution.user().into(),
+        }
     }
 }
 

@@ -18,6 +18,46 @@ pub struct Config {
     pub stream: Stream,
     pub webui: Webui,
     pub system_user: SystemUser,
+    pub auth: Auth,
+    pub rbac: RbacSection,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// Require a token or API key on every request. `false` is a development mode: every
+    /// request acts as `[system_user] user`, with admin rights.
+    pub enable: bool,
+    /// Default and maximum lifetime of a user token, seconds.
+    pub token_ttl: u64,
+    /// Lifetime of the token handed to an action (`ST2_ACTION_AUTH_TOKEN`), seconds; it is
+    /// revoked when the execution ends anyway.
+    pub service_token_ttl: u64,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { enable: true, token_ttl: 86400, service_token_ttl: 86400 }
+    }
+}
+
+/// `[rbac]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RbacSection {
+    /// Enforce roles. When off, every authenticated user is an admin (StackStorm's default).
+    pub enable: bool,
+    /// Users other than admins see only the executions they started.
+    pub permission_isolation: bool,
+    /// Directory with `roles/*.yaml` and `assignments/*.yaml` in StackStorm's format.
+    pub definitions_path: PathBuf,
+}
+
+impl Default for RbacSection {
+    fn default() -> Self {
+        RbacSection { enable: false, permission_isolation: false, definitions_path: PathBuf::from("/opt/stackstorm/rbac") }
+    }
 }
 
 /// `[api]`
@@ -71,6 +111,9 @@ pub struct ActionRunner {
     /// Server environment variables actions inherit (`NAME` or `PREFIX*`); nothing else of the
     /// server's environment reaches an action.
     pub env_allowlist: Vec<String>,
+    /// Secret values shorter than this are not masked in output: masking a one- or two-character
+    /// value would shred ordinary output while protecting nothing.
+    pub mask_min_length: usize,
 }
 
 impl Default for ActionRunner {
@@ -85,6 +128,7 @@ impl Default for ActionRunner {
             env_allowlist: ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR"]
                 .map(String::from)
                 .to_vec(),
+            mask_min_length: squall_core::mask::DEFAULT_MIN_LENGTH,
         }
     }
 }
@@ -157,6 +201,9 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if self.stream.heartbeat == 0 {
             return Err("[stream] heartbeat must be at least 1 second".into());
+        }
+        if self.auth.token_ttl == 0 || self.auth.service_token_ttl == 0 {
+            return Err("[auth] token_ttl and service_token_ttl must be at least 1 second".into());
         }
         if self.actionrunner.actions_pool_size == 0 {
             return Err("[actionrunner] actions_pool_size must be at least 1".into());

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use squall_bus::{Bus, LocalBus, LocalQueue, WorkQueue};
 use squall_runner::{Content, RunnerSettings, Worker};
+use squall_server::auth::AuthSettings;
+use squall_server::rbac::Rbac;
 use squall_server::{AppState, ServerSettings, WireSettings};
 use squall_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -59,6 +61,11 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => "http://127.0.0.1:9101/v1".into(),
     });
 
+    let mut rbac = Rbac::load(&config.rbac.definitions_path, config.rbac.enable, config.rbac.permission_isolation)
+        .map_err(anyhow::Error::msg)
+        .context("invalid RBAC definitions")?;
+    rbac.assign_admin(ADMIN_USER);
+
     let worker = Worker::new(
         Arc::clone(&store),
         Arc::clone(&bus),
@@ -69,8 +76,10 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             kill_grace: Duration::from_secs(config.actionrunner.kill_grace_period),
             stream_output: config.actionrunner.stream_output,
             result_max_bytes: config.actionrunner.result_max_bytes,
-            api_url: public_url,
+            api_url: public_url.clone(),
             env_allowlist: config.actionrunner.env_allowlist.clone(),
+            mask_min_length: config.actionrunner.mask_min_length,
+            service_token_ttl: config.auth.service_token_ttl,
         },
     );
     worker.recover().await.context("start-up recovery failed")?;
@@ -83,10 +92,24 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
         settings: ServerSettings {
             wire: WireSettings { webui_base_url: config.webui.webui_base_url.clone() },
             heartbeat: Duration::from_secs(config.stream.heartbeat),
+            public_api_url: public_url.clone(),
+        },
+        auth: AuthSettings {
+            enable: config.auth.enable,
+            token_ttl: config.auth.token_ttl,
+            service_token_ttl: config.auth.service_token_ttl,
             dev_user: config.system_user.user.clone(),
         },
+        rbac,
     });
-    tracing::warn!("authentication is not available yet: every request acts as \"{}\" with admin rights", config.system_user.user);
+    if config.auth.enable {
+        ensure_admin(&*state.store, &args.data_dir).await?;
+    } else {
+        tracing::warn!(
+            "AUTHENTICATION IS DISABLED ([auth] enable = false): anyone who can reach this server acts as \"{}\" with admin rights. Use this for development only.",
+            config.system_user.user
+        );
+    }
 
     let stop_work = CancellationToken::new();
     let stop_http = CancellationToken::new();
@@ -105,6 +128,34 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Long-lived streams end when the process exits; don't wait on them for long.
     let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// The administrator created on first start.
+const ADMIN_USER: &str = "st2admin";
+
+/// Creates `st2admin` on first start, with `SQUALL_ADMIN_PASSWORD` or a random password that is
+/// written to `<data-dir>/initial-admin-password` (mode 0600) and printed once.
+async fn ensure_admin(store: &dyn Store, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if store.user(ADMIN_USER).await?.is_some() {
+        return Ok(());
+    }
+    let (password, generated) = match std::env::var("SQUALL_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (squall_core::auth::new_secret(), true),
+    };
+    let hash = squall_server::credentials::hash_password(&password);
+    store.put_user(ADMIN_USER, Some(&hash)).await?;
+    if generated {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = data_dir.join("initial-admin-password");
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(file, "{password}")?;
+        eprintln!("\nCreated user {ADMIN_USER} with password {password}\n(also saved in {}; this is shown only once)\n", path.display());
+    } else {
+        tracing::info!("created user {ADMIN_USER} with the password from SQUALL_ADMIN_PASSWORD");
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use squall_bus::{Bus, ChangeKind, WorkQueue};
 use squall_core::shell::{Exit, shell_result, status_for};
 use squall_core::{Execution, Status, params};
-use squall_store::{Store, StoreError};
+use squall_store::{Store, StoreError, TokenRecord};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +34,10 @@ pub struct RunnerSettings {
     pub api_url: String,
     /// Names of the server's environment variables actions inherit.
     pub env_allowlist: Vec<String>,
+    /// Secret values shorter than this are not masked in output.
+    pub mask_min_length: usize,
+    /// Lifetime of `ST2_ACTION_AUTH_TOKEN`, seconds (it is revoked when the execution ends).
+    pub service_token_ttl: u64,
 }
 
 /// Chunks in flight between capture and the log writer. When full, capture stops reading.
@@ -195,27 +199,36 @@ impl Worker {
                     _ => None,
                 };
                 let secrets = params::secret_names(&e.runner, &e.action);
+                let (token, token_record) = TokenRecord::issue(e.user(), self.settings.service_token_ttl, true);
+                self.store.insert_token(&token_record).await?;
+                let mut base_env = self.base_env(e);
+                base_env.insert("ST2_ACTION_AUTH_TOKEN".into(), token.clone());
+                let mut values = secret_values(&resolved, &secrets);
+                values.push(token);
                 let ctx = LocalContext {
                     runner: &resolved.runner,
                     action: &resolved.action,
                     secrets: &secrets,
                     script: script.as_deref(),
-                    base_env: self.base_env(e),
+                    base_env,
                     grace: self.settings.kill_grace,
                 };
-                match build_job(e, ctx) {
-                    Ok(job) => self.supervise_local(e, job, stopper).await,
+                let outcome = match build_job(e, ctx) {
+                    Ok(job) => self.supervise_local(e, job, &values, stopper).await,
                     Err(message) => Ok((Status::Failed, json!({"error": message}))),
-                }
+                };
+                self.store.delete_token(&token_record.token_hash).await?;
+                outcome
             }
             other => Ok((Status::Failed, json!({"error": format!("Runner type \"{other}\" is not available in this squall build")}))),
         }
     }
 
-    async fn supervise_local(&self, e: &Execution, job: crate::process::Job, stopper: &Stopper) -> Result<(Status, Value), StoreError> {
+    async fn supervise_local(&self, e: &Execution, job: crate::process::Job, secrets: &[String], stopper: &Stopper) -> Result<(Status, Value), StoreError> {
         let timeout_secs = job.timeout.map_or(0, |t| t.as_secs());
         let (tx, rx) = mpsc::channel(CAPTURE_QUEUE);
-        let writer = LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes);
+        let writer = LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes)
+            .masking(secrets, self.settings.mask_min_length);
         let writing = tokio::spawn(writer.run(rx));
         let ended = supervise(job, stopper, tx).await;
         let summary = writing.await.expect("log writer task")?;
@@ -263,6 +276,17 @@ impl Worker {
         env.insert("ST2_ACTION_API_URL".into(), self.settings.api_url.clone());
         env
     }
+}
+
+/// Values to mask in the output: secret parameters, and `env` entries whose names look secret.
+fn secret_values(resolved: &params::Resolved, secret_names: &[String]) -> Vec<String> {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let all = resolved.runner.iter().chain(resolved.action.iter());
+    let mut values: Vec<String> = all.filter(|(k, v)| secret_names.contains(k) && !v.is_null()).map(|(_, v)| text(v)).collect();
+    if let Some(Value::Object(env)) = resolved.runner.get("env") {
+        values.extend(env.iter().filter(|(k, _)| squall_core::mask::secret_env_name(k)).map(|(_, v)| text(v)));
+    }
+    values
 }
 
 /// `pattern` is a variable name, or a prefix ending in `*` (`LC_*`).

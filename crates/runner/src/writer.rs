@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use squall_bus::{Bus, RecordSource};
+use squall_core::mask::Masker;
 use squall_core::{Execution, OutputRecord, StreamKind, Timestamp};
 use squall_store::{Store, StoreError};
 use tokio::sync::mpsc;
@@ -88,6 +89,8 @@ pub struct LogWriter {
     next_seq: u64,
     offsets: [u64; 3],
     summary: WriterSummary,
+    /// Secret masking for stdout and stderr, applied before anything is stored or published.
+    maskers: [Masker; 2],
 }
 
 impl LogWriter {
@@ -101,7 +104,14 @@ impl LogWriter {
             next_seq: 1,
             offsets: [0; 3],
             summary: WriterSummary { last_seq: 0, stdout: HeadTail::new(result_limit), stderr: HeadTail::new(result_limit) },
+            maskers: [Masker::new(Vec::<String>::new(), 1), Masker::new(Vec::<String>::new(), 1)],
         }
+    }
+
+    /// Masks these values (those of at least `min_length` bytes) in everything written.
+    pub fn masking(mut self, secrets: &[String], min_length: usize) -> LogWriter {
+        self.maskers = [Masker::new(secrets, min_length), Masker::new(secrets, min_length)];
+        self
     }
 
     /// Continues a log that already has records (for squall's own `output` lines written after
@@ -128,6 +138,13 @@ impl LogWriter {
             }
             self.commit(pending.drain(..)).await?;
         }
+        // The streams are closed: whatever was held back as a possible secret prefix is not one.
+        let held: Vec<Chunk> = [StreamKind::Stdout, StreamKind::Stderr]
+            .into_iter()
+            .zip(self.maskers.iter_mut())
+            .map(|(stream, m)| Chunk { stream, data: m.finish().into() })
+            .collect();
+        self.commit(held.into_iter()).await?;
         self.summary.last_seq = self.next_seq - 1;
         Ok(self.summary)
     }
@@ -136,7 +153,13 @@ impl LogWriter {
     /// stores them in one transaction and then publishes them.
     pub async fn commit(&mut self, chunks: impl Iterator<Item = Chunk>) -> Result<(), StoreError> {
         let mut merged: Vec<(StreamKind, BytesMut)> = Vec::new();
-        for chunk in chunks {
+        for mut chunk in chunks {
+            if let Some(masker) = self.maskers.get_mut(chunk.stream.code() as usize - 1).filter(|m| !m.is_empty()) {
+                chunk.data = masker.push(&chunk.data).into();
+            }
+            if chunk.data.is_empty() {
+                continue;
+            }
             match merged.last_mut() {
                 Some((stream, buf)) if *stream == chunk.stream && buf.len() + chunk.data.len() <= MAX_RECORD => {
                     buf.extend_from_slice(&chunk.data);

@@ -1,33 +1,161 @@
-//! Who is asking. This is the one place authentication plugs in: a layer in front of the
-//! router resolves credentials into a [`Principal`] request extension, and every handler that
-//! needs to know the caller takes the `Principal` extractor. Until authentication is switched
-//! on, every request acts as the configured system user with admin rights (StackStorm's
-//! `auth.enable = False` behaviour).
+//! Authentication: who is asking. A layer in front of every route except `POST /tokens`
+//! resolves the request's credentials — in StackStorm's order, validating only the first one
+//! present — into a [`Principal`]; handlers take the `Principal` extractor. With
+//! `[auth] enable = false` every request acts as the configured system user (a development mode
+//! the server announces loudly).
 
-use axum::extract::FromRequestParts;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use squall_core::Timestamp;
+use squall_core::auth::hash_secret;
 
+use crate::AppState;
 use crate::error::ApiError;
+use crate::rbac::Resource;
+
+/// Authentication settings (`[auth]`).
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub enable: bool,
+    /// Default and maximum token lifetime, seconds.
+    pub token_ttl: u64,
+    /// Lifetime of the token handed to an action, seconds.
+    pub service_token_ttl: u64,
+    /// The user requests act as when authentication is off.
+    pub dev_user: String,
+}
+
+/// How the caller proved who they are (for `GET /user`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    Token { expiry: Timestamp },
+    ApiKey,
+    /// Authentication is off.
+    None,
+}
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub user: String,
     pub is_admin: bool,
+    pub method: Method,
+    /// `header`, `query` or `cookie`.
+    pub location: &'static str,
 }
-
-/// The caller when authentication is off.
-#[derive(Debug, Clone)]
-pub struct DevModeUser(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if let Some(p) = parts.extensions.get::<Principal>() {
-            return Ok(p.clone());
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| ApiError::unauthorized("Unauthorized - One of Token or API key required."))
+    }
+}
+
+impl Principal {
+    /// 403 unless the caller holds `permission` on `resource`.
+    pub fn require(&self, state: &AppState, permission: &str, resource: Resource<'_>) -> Result<(), ApiError> {
+        if state.rbac.allows(&self.user, permission, resource) {
+            return Ok(());
         }
-        let user = parts.extensions.get::<DevModeUser>().map_or_else(|| "stanley".to_string(), |u| u.0.clone());
-        Ok(Principal { user, is_admin: true })
+        Err(ApiError::forbidden(match resource.uid() {
+            Some(uid) => format!("User \"{}\" doesn't have required permission \"{permission}\" on resource \"{uid}\"", self.user),
+            None => format!("User \"{}\" doesn't have required permission \"{permission}\"", self.user),
+        }))
+    }
+
+    /// May this caller see this execution? (`execution_view` on its action, and under
+    /// permission isolation only their own unless admin.)
+    pub fn can_view(&self, state: &AppState, pack: &str, name: &str, owner: &str) -> bool {
+        state.rbac.allows(&self.user, "execution_view", Resource::Action { pack, name }) && (self.is_admin || !state.rbac.permission_isolation || owner == self.user)
+    }
+}
+
+/// The credential a request presents, in the order StackStorm looks for them.
+enum Credential {
+    Token(String, &'static str),
+    ApiKey(String, &'static str),
+}
+
+fn find_credential(headers: &HeaderMap, parts_uri: &axum::http::Uri) -> Option<Credential> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(t) = header("x-auth-token") {
+        return Some(Credential::Token(t, "header"));
+    }
+    if let Some(k) = header("st2-api-key") {
+        return Some(Credential::ApiKey(k, "header"));
+    }
+    let query = Query::<std::collections::HashMap<String, String>>::try_from_uri(parts_uri).map(|q| q.0).unwrap_or_default();
+    if let Some(t) = query.get("x-auth-token") {
+        return Some(Credential::Token(t.clone(), "query"));
+    }
+    if let Some(k) = query.get("st2-api-key") {
+        return Some(Credential::ApiKey(k.clone(), "query"));
+    }
+    let cookies = headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).map(str::trim);
+    for cookie in cookies {
+        if let Some(t) = cookie.strip_prefix("auth-token=") {
+            return Some(Credential::Token(t.to_string(), "cookie"));
+        }
+    }
+    None
+}
+
+/// Middleware: resolves credentials into a [`Principal`] request extension, or answers 401.
+pub async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path == "/tokens" || path == "/tokens/validate" {
+        return next.run(req).await;
+    }
+    let principal = if state.auth.enable {
+        match resolve(&state, req.headers(), req.uri()).await {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        Principal { user: state.auth.dev_user.clone(), is_admin: true, method: Method::None, location: "header" }
+    };
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+async fn resolve(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> Result<Principal, ApiError> {
+    let principal = |user: String, method, location| Principal { is_admin: state.rbac.is_admin(&user), user, method, location };
+    match find_credential(headers, uri) {
+        None => Err(ApiError::unauthorized("Unauthorized - One of Token or API key required.")),
+        Some(Credential::Token(token, location)) => {
+            let record = state.store.token(&hash_secret(&token)).await?.ok_or_else(|| ApiError::unauthorized("Unauthorized"))?;
+            if record.expiry <= Timestamp::now() {
+                return Err(ApiError::unauthorized("Unauthorized - Token has expired."));
+            }
+            Ok(principal(record.user, Method::Token { expiry: record.expiry }, location))
+        }
+        Some(Credential::ApiKey(key, location)) => {
+            let hash = hash_secret(&key);
+            let record = state
+                .store
+                .api_key_by_hash(&hash)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized(format!("Unauthorized - ApiKey with key_hash={hash} not found.")))?;
+            if !record.enabled {
+                return Err(ApiError::unauthorized("Unauthorized - API key is disabled."));
+            }
+            Ok(principal(record.user, Method::ApiKey, location))
+        }
+    }
+}
+
+impl ApiError {
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::UNAUTHORIZED, faultstring: message.into() }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::FORBIDDEN, faultstring: message.into() }
     }
 }

@@ -2,11 +2,13 @@
 //! stream services, under every prefix StackStorm answers on) and squall's extensions.
 
 pub mod auth;
+pub mod credentials;
 pub mod error;
 mod follow;
 mod handlers;
 pub mod paths;
 pub mod query;
+pub mod rbac;
 pub mod service;
 pub mod wire;
 
@@ -33,8 +35,8 @@ pub struct ServerSettings {
     pub wire: WireSettings,
     /// `[stream] heartbeat`: longest silence on a stream before a keep-alive `\n`.
     pub heartbeat: Duration,
-    /// User every request acts as while authentication is off.
-    pub dev_user: String,
+    /// The public API URL (`X-API-URL` on token responses).
+    pub public_api_url: String,
 }
 
 /// Everything a handler can reach.
@@ -44,12 +46,13 @@ pub struct AppState {
     pub queue: Arc<dyn WorkQueue>,
     pub catalog: Arc<Catalog>,
     pub settings: ServerSettings,
+    pub auth: auth::AuthSettings,
+    pub rbac: rbac::Rbac,
 }
 
 /// The canonical routes (after [`paths::normalize`]).
 pub fn router(state: Arc<AppState>) -> Router {
-    use handlers::{actions, executions, stream};
-    let dev_user = auth::DevModeUser(state.settings.dev_user.clone());
+    use handlers::{actions, auth as auth_routes, executions, stream};
     let executions_routes = Router::new()
         .route("/", get(executions::list).post(executions::create))
         .route("/{id}", get(executions::get).delete(executions::cancel))
@@ -62,6 +65,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(handlers::root))
         .route("/stream", get(stream::events))
         .route("/squall/stats", get(handlers::stats))
+        .route("/tokens", post(auth_routes::create_token))
+        .route("/tokens/validate", post(auth_routes::validate_token))
+        .route("/user", get(auth_routes::whoami))
+        .route("/apikeys", get(auth_routes::list_api_keys).post(auth_routes::create_api_key))
+        .route("/apikeys/{id}", get(auth_routes::get_api_key).put(auth_routes::update_api_key).delete(auth_routes::delete_api_key))
         .route("/actions", get(actions::list_actions))
         .route("/actions/{ref_or_id}", get(actions::get_action))
         .route("/runnertypes", get(actions::list_runners))
@@ -69,7 +77,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/executions", executions_routes.clone())
         .nest("/actionexecutions", executions_routes)
         .fallback(handlers::fallback)
-        .layer(axum::Extension(dev_user))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::authenticate))
         .with_state(state)
 }
 

@@ -7,6 +7,7 @@ use squall_core::{Execution, Status, params};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::rbac::Resource;
 
 /// A validated request to run an action.
 pub struct RunRequest {
@@ -58,9 +59,13 @@ pub async fn run(state: &AppState, req: RunRequest, caller: &Principal) -> ApiRe
     if !action.enabled {
         return Err(ApiError::bad_request(format!("Unable to execute. Action \"{}\" is disabled.", action.ref_)));
     }
+    caller.require(state, "action_execute", Resource::Action { pack: &action.pack, name: &action.name })?;
     let runner = state.catalog.runner(&action.runner_type).ok_or_else(|| ApiError::bad_request(format!("Runner \"{}\" cannot be found.", action.runner_type)))?;
     let resolved = params::resolve(runner, action, &req.parameters).map_err(|e| ApiError::bad_request(e.0))?;
     let user = req.user.unwrap_or_else(|| caller.user.clone());
+    if user != caller.user && !caller.is_admin {
+        return Err(ApiError::forbidden(format!("User \"{}\" is not an admin and cannot run actions as \"{user}\"", caller.user)));
+    }
     let execution = Execution::new(action.clone(), runner.clone(), resolved.supplied, req.context, &user, req.delay);
     state.store.insert_execution(&execution).await?;
     state.bus.publish_execution(ChangeKind::Create, execution.clone()).await;

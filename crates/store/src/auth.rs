@@ -24,6 +24,24 @@ pub struct TokenRecord {
     pub created: Timestamp,
 }
 
+impl TokenRecord {
+    /// A new token for `user` valid for `ttl_seconds`: the plaintext (to hand out once) and the
+    /// record to store.
+    pub fn issue(user: &str, ttl_seconds: u64, service: bool) -> (String, TokenRecord) {
+        let secret = squall_core::auth::new_secret();
+        let now = Timestamp::now();
+        let record = TokenRecord {
+            id: squall_core::id::new_id(),
+            token_hash: squall_core::auth::hash_secret(&secret),
+            user: user.to_string(),
+            expiry: Timestamp(now.micros() + ttl_seconds as i64 * 1_000_000),
+            service,
+            created: now,
+        };
+        (secret, record)
+    }
+}
+
 /// An API key, known by the hash of its value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKeyRecord {

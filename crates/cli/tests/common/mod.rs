@@ -52,6 +52,9 @@ impl Server {
             .arg(self.data_dir())
             .env("SQUALL_CONTENT__PACKS_BASE_PATHS", self.packs_dir())
             .env("SQUALL_ACTIONRUNNER__KILL_GRACE_PERIOD", "2")
+            // Tests of everything but authentication run in the explicit development mode;
+            // the auth tests turn it back on with `start_with`.
+            .env("SQUALL_AUTH__ENABLE", "false")
             .env("SQUALL_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

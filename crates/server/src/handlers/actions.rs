@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use super::paged;
 use crate::AppState;
+use crate::auth::Principal;
+use crate::rbac::Resource;
 use crate::error::{ApiError, ApiResult};
 use crate::query::{Params, limit, offset};
 use crate::wire::{action_json, runner_json};
@@ -17,7 +19,8 @@ const ACTION_FIELDS: &[&str] = &[
     "id", "uid", "ref", "pack", "name", "description", "enabled", "entry_point", "runner_type", "parameters", "output_schema", "notify", "tags", "metadata_file",
 ];
 
-pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params) -> ApiResult<impl IntoResponse> {
+pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
+    caller.require(&state, "action_list", Resource::Global)?;
     let attributes = params.attributes(ACTION_FIELDS, &["parameters", "notify"])?;
     let (limit, offset) = (limit(&params, u64::MAX)?, offset(&params)?);
     let packs = params.list("pack");
@@ -46,12 +49,13 @@ pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params) ->
     Ok(paged(items, total, limit.filter(|l| *l != u64::MAX)))
 }
 
-pub async fn get_action(State(state): State<Arc<AppState>>, Path(ref_or_id): Path<String>) -> ApiResult<Json<Value>> {
-    state
+pub async fn get_action(State(state): State<Arc<AppState>>, Path(ref_or_id): Path<String>, caller: Principal) -> ApiResult<Json<Value>> {
+    let action = state
         .catalog
         .action(&ref_or_id)
-        .map(|a| Json(action_json(a)))
-        .ok_or_else(|| ApiError::not_found(format!("Resource with a reference or id \"{ref_or_id}\" not found")))
+        .ok_or_else(|| ApiError::not_found(format!("Resource with a reference or id \"{ref_or_id}\" not found")))?;
+    caller.require(&state, "action_view", Resource::Action { pack: &action.pack, name: &action.name })?;
+    Ok(Json(action_json(action)))
 }
 
 const RUNNER_FIELDS: &[&str] = &[

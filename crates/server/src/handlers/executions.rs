@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::query::{Attributes, Params, limit, offset};
+use crate::rbac::Resource;
 use crate::service::{self, Canceled, RunRequest};
 use crate::wire::execution_json;
 
@@ -31,6 +32,22 @@ pub async fn find(state: &AppState, id: &str) -> ApiResult<Execution> {
     found.ok_or_else(|| ApiError::no_execution(id))
 }
 
+/// Finds an execution the caller may act on with `permission` (`execution_view` also applies
+/// permission isolation). `last` means the newest the caller may see.
+pub async fn find_for(state: &AppState, id: &str, caller: &Principal, permission: &str) -> ApiResult<Execution> {
+    let e = if id == "last" && state.rbac.permission_isolation && !caller.is_admin {
+        let query = ExecutionQuery { user: Some(caller.user.clone()), limit: Some(1), ..Default::default() };
+        state.store.list_executions(&query).await?.0.pop().ok_or_else(|| ApiError::no_execution(id))?
+    } else {
+        find(state, id).await?
+    };
+    caller.require(state, permission, Resource::Action { pack: &e.action.pack, name: &e.action.name })?;
+    if !caller.can_view(state, &e.action.pack, &e.action.name, e.user()) {
+        return Err(ApiError::forbidden(format!("User \"{}\" doesn't have access to execution \"{}\" (permission isolation)", caller.user, e.id)));
+    }
+    Ok(e)
+}
+
 fn render(state: &AppState, e: &Execution, params: &Params, attributes: &Attributes, caller: &Principal) -> ApiResult<Value> {
     let show_secrets = params.boolean("show_secrets")?.unwrap_or(false) && caller.is_admin;
     let mut doc = execution_json(e, show_secrets, &state.settings.wire);
@@ -39,6 +56,7 @@ fn render(state: &AppState, e: &Execution, params: &Params, attributes: &Attribu
 }
 
 pub async fn list(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
+    caller.require(&state, "execution_list", Resource::Global)?;
     let attributes = params.attributes(EXECUTION_FIELDS, EXCLUDABLE)?;
     let null_or = |name: &str| params.get(name).filter(|v| *v != "null").map(String::from);
     let parent = match params.get("parent") {
@@ -59,7 +77,7 @@ pub async fn list(State(state): State<Arc<AppState>>, params: Params, caller: Pr
         ids: params.list("id"),
         status: null_or("status"),
         action: null_or("action"),
-        user: null_or("user"),
+        user: if state.rbac.permission_isolation && !caller.is_admin { Some(caller.user.clone()) } else { null_or("user") },
         parent,
         start_after,
         start_before,
@@ -74,7 +92,7 @@ pub async fn list(State(state): State<Arc<AppState>>, params: Params, caller: Pr
 
 pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Json<Value>> {
     let attributes = params.attributes(EXECUTION_FIELDS, EXCLUDABLE)?;
-    let e = find(&state, &id).await?;
+    let e = find_for(&state, &id, &caller, "execution_view").await?;
     Ok(Json(render(&state, &e, &params, &attributes, &caller)?))
 }
 
@@ -104,7 +122,7 @@ pub async fn create(State(state): State<Arc<AppState>>, params: Params, caller: 
 }
 
 pub async fn cancel(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Json<Value>> {
-    let e = find(&state, &id).await?;
+    let e = find_for(&state, &id, &caller, "execution_stop").await?;
     match service::cancel(&state, e, &caller).await? {
         Canceled::Execution(e) => Ok(Json(render(&state, &e, &params, &Attributes::All, &caller)?)),
         Canceled::NotCancelable(status) => Ok(Json(json!({"faultstring": format!("Action cannot be canceled. State = {status}.")}))),
@@ -112,13 +130,13 @@ pub async fn cancel(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
 }
 
 pub async fn rerun(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal, body: Bytes) -> ApiResult<Response> {
-    let original = find(&state, &id).await?;
+    let original = find_for(&state, &id, &caller, "execution_rerun").await?;
     let e = service::rerun(&state, &original, &json_body(&body)?, &caller).await?;
     Ok((StatusCode::CREATED, Json(render(&state, &e, &params, &Attributes::All, &caller)?)).into_response())
 }
 
 /// Workflow children; squall runs no workflows yet, so an execution has none.
-pub async fn children(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    find(&state, &id).await?;
+pub async fn children(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal) -> ApiResult<Json<Value>> {
+    find_for(&state, &id, &caller, "execution_view").await?;
     Ok(Json(json!([])))
 }

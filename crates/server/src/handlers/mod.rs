@@ -1,6 +1,7 @@
 //! HTTP handlers: thin adapters between requests and the service layer.
 
 pub mod actions;
+pub mod auth;
 pub mod executions;
 pub mod output;
 pub mod stream;

@@ -12,7 +12,8 @@ use futures::{Stream, StreamExt};
 use squall_core::output::StreamFilter;
 use squall_store::Store;
 
-use super::executions::find;
+use super::executions::find_for;
+use crate::auth::Principal;
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::query::Params;
@@ -20,8 +21,8 @@ use crate::query::Params;
 /// Records read from the store per page (each at most 1 MiB).
 pub const PAGE: u32 = 16;
 
-pub async fn plain(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params) -> ApiResult<Response> {
-    let e = find(&state, &id).await?;
+pub async fn plain(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Response> {
+    let e = find_for(&state, &id, &caller, "execution_view").await?;
     let filter = StreamFilter::from_output_type(params.get("output_type"));
     let upto = state.store.last_seq(&e.id).await?;
     let body = stored_bytes(Arc::clone(&state.store), e.id, filter, 0, upto);

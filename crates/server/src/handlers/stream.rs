@@ -17,7 +17,8 @@ use squall_core::{Status, StreamKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::executions::find;
+use super::executions::find_for;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::follow::{self, Item};
 use crate::paths::ViaStream;
@@ -129,10 +130,11 @@ fn streaming_response(content_type: &'static str, body: impl Stream<Item = Resul
 const SSE: &str = "text/event-stream; charset=UTF-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// Resolves `id` (or `last`), subscribes to its live channel, *then* reads its state, and
-/// starts a follower after `cursor`.
-async fn follow_execution(state: &AppState, id: &str, cursor: u64) -> ApiResult<mpsc::Receiver<Item>> {
-    let id = find(state, id).await?.id;
+/// Resolves `id` (or `last`) for a caller allowed to view it, subscribes to its live channel,
+/// *then* reads its state, and starts a follower after `cursor`. One check covers every event:
+/// an execution's action and owner never change.
+async fn follow_execution(state: &AppState, id: &str, caller: &Principal, cursor: u64) -> ApiResult<mpsc::Receiver<Item>> {
+    let id = find_for(state, id, caller, "execution_view").await?.id;
     let subscription = state.bus.subscribe_execution(&id).await;
     let execution = state.store.execution(&id).await?.ok_or_else(|| ApiError::no_execution(&id))?;
     Ok(follow::start(state.store.clone(), subscription, execution, cursor))
@@ -140,9 +142,9 @@ async fn follow_execution(state: &AppState, id: &str, cursor: u64) -> ApiResult<
 
 /// The resume point: `Last-Event-ID` header, else `?after=` (a `seq`, or `latest` for only what
 /// comes next), else the start.
-async fn resume_point(state: &AppState, id: &str, headers: &HeaderMap, params: &Params) -> ApiResult<u64> {
+async fn resume_point(state: &AppState, id: &str, caller: &Principal, headers: &HeaderMap, params: &Params) -> ApiResult<u64> {
     if params.get("after") == Some("latest") {
-        let id = find(state, id).await?.id;
+        let id = find_for(state, id, caller, "execution_view").await?.id;
         return Ok(state.store.last_seq(&id).await?);
     }
     if let Some(v) = headers.get("last-event-id") {
@@ -167,19 +169,20 @@ pub async fn output(
     params: Params,
     headers: HeaderMap,
     Extension(via): Extension<ViaStream>,
+    caller: Principal,
 ) -> ApiResult<Response> {
     let wants_sse = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
     if !via.0 && !wants_sse {
-        return super::output::plain(State(state), Path(id), params).await;
+        return super::output::plain(State(state), Path(id), params, caller).await;
     }
     let filter = StreamFilter::from_output_type(params.get("output_type"));
-    let cursor = resume_point(&state, &id, &headers, &params).await?;
+    let cursor = resume_point(&state, &id, &caller, &headers, &params).await?;
     let encoding = match params.get("encoding") {
         None | Some("text") => DataEncoding::Text,
         Some("base64") => DataEncoding::Base64,
         Some(other) => return Err(ApiError::bad_request(format!("Unknown encoding \"{other}\" (use text or base64)"))),
     };
-    let rx = follow_execution(&state, &id, cursor).await?;
+    let rx = follow_execution(&state, &id, &caller, cursor).await?;
     let mut last_seq = cursor;
     let body = body_of(rx, Some(state.settings.heartbeat), move |item| match item {
         Item::Record(r) => {
@@ -194,8 +197,8 @@ pub async fn output(
 
 /// `GET /executions/{id}/stdout` and `/stderr`: raw bytes of one stream, everything so far and
 /// then live, until the execution completes. Nothing is injected into the body.
-pub async fn raw(state: Arc<AppState>, id: String, kind: StreamKind) -> ApiResult<Response> {
-    let rx = follow_execution(&state, &id, 0).await?;
+pub async fn raw(state: Arc<AppState>, id: String, caller: Principal, kind: StreamKind) -> ApiResult<Response> {
+    let rx = follow_execution(&state, &id, &caller, 0).await?;
     let body = body_of(rx, None, move |item| match item {
         Item::Record(r) if r.record.stream == kind => Step::Emit(r.record.data.clone()),
         Item::Done(_) => Step::End(None),
@@ -204,24 +207,27 @@ pub async fn raw(state: Arc<AppState>, id: String, kind: StreamKind) -> ApiResul
     Ok(streaming_response(TEXT, body))
 }
 
-pub async fn stdout(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
-    raw(state, id, StreamKind::Stdout).await
+pub async fn stdout(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal) -> ApiResult<Response> {
+    raw(state, id, caller, StreamKind::Stdout).await
 }
 
-pub async fn stderr(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
-    raw(state, id, StreamKind::Stderr).await
+pub async fn stderr(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal) -> ApiResult<Response> {
+    raw(state, id, caller, StreamKind::Stderr).await
 }
 
-/// StackStorm's stream filters (`events`, `action_refs`, `execution_ids`).
+/// StackStorm's stream filters (`events`, `action_refs`, `execution_ids`), plus the viewer's
+/// right to see each event's execution.
 struct Filters {
     events: Vec<String>,
     action_refs: Option<Vec<String>>,
     execution_ids: Option<Vec<String>>,
+    caller: Principal,
 }
 
 impl Filters {
-    fn from(params: &Params) -> Filters {
+    fn from(params: &Params, caller: Principal) -> Filters {
         Filters {
+            caller,
             events: params.list("events").unwrap_or_else(|| DEFAULT_EVENTS.iter().map(|e| e.to_string()).collect()),
             action_refs: params.list("action_refs"),
             execution_ids: params.list("execution_ids"),
@@ -238,12 +244,16 @@ impl Filters {
             && self.execution_ids.as_ref().is_none_or(|i| i.iter().any(|x| x == execution_id))
     }
 
-    fn record(&self, r: &LiveRecord) -> Option<Bytes> {
-        self.passes(OUTPUT_EVENT, &r.source.action_ref, &r.record.execution_id).then(|| output_frame(r, DataEncoding::Text))
+    fn record(&self, r: &LiveRecord, state: &AppState) -> Option<Bytes> {
+        let s = &r.source;
+        (self.passes(OUTPUT_EVENT, &s.action_ref, &r.record.execution_id) && self.caller.can_view(state, &s.pack, &s.action_name, &s.user))
+            .then(|| output_frame(r, DataEncoding::Text))
     }
 
     fn change(&self, c: &ExecutionChange, state: &AppState) -> Option<Bytes> {
-        self.passes(event_name(c), &c.execution.action.ref_, &c.execution.id).then(|| execution_frame(c, state))
+        let e = &c.execution;
+        (self.passes(event_name(c), &e.action.ref_, &e.id) && self.caller.can_view(state, &e.action.pack, &e.action.name, e.user()))
+            .then(|| execution_frame(c, state))
     }
 }
 
@@ -266,16 +276,17 @@ fn glob(pattern: &str, name: &str) -> bool {
 /// execution's own channel: subscribe first, then emit its current `running` state, replay its
 /// stored output, follow it live, and end with its completion — so the CLI never hangs and never
 /// misses a line, and never receives other executions' traffic.
-pub async fn events(State(state): State<Arc<AppState>>, params: Params) -> ApiResult<Response> {
-    let filters = Filters::from(&params);
+pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<Response> {
+    caller.require(&state, "stream_view", crate::rbac::Resource::Global)?;
+    let filters = Filters::from(&params, caller.clone());
     let heartbeat = Some(state.settings.heartbeat);
     if let (Some(end_id), Some(UPDATE_EVENT)) = (params.get("end_execution_id"), params.get("end_event")) {
-        if let Ok(rx) = follow_execution(&state, end_id, 0).await {
+        if let Ok(rx) = follow_execution(&state, end_id, &caller, 0).await {
             let st = Arc::clone(&state);
             let body = body_of(rx, heartbeat, move |item| match item {
                 Item::Current(c) if c.execution.status == Status::Running => filters.change(&c, &st).map_or(Step::Skip, Step::Emit),
                 Item::Current(_) => Step::Skip,
-                Item::Record(r) => filters.record(&r).map_or(Step::Skip, Step::Emit),
+                Item::Record(r) => filters.record(&r, &st).map_or(Step::Skip, Step::Emit),
                 Item::Update(c) => filters.change(&c, &st).map_or(Step::Skip, Step::Emit),
                 Item::Done(c) => Step::End(filters.change(&c, &st)),
             });
@@ -304,7 +315,7 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params) -> ApiRe
         }
     });
     let body = body_of(rx, heartbeat, move |live| match live {
-        Live::Record(r) => filters.record(&r).map_or(Step::Skip, Step::Emit),
+        Live::Record(r) => filters.record(&r, &state).map_or(Step::Skip, Step::Emit),
         Live::Execution(c) => {
             let frame = filters.change(&c, &state);
             let ends = end.as_ref().is_some_and(|(id, event)| {

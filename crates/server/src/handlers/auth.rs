@@ -1,0 +1,169 @@
+//! `/tokens`, `/user` and `/apikeys`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+use squall_core::Timestamp;
+use squall_core::auth::{hash_secret, new_secret};
+use squall_core::id::new_id;
+use squall_store::{ApiKeyRecord, TokenRecord};
+
+use crate::AppState;
+use crate::auth::{Method, Principal};
+use crate::credentials::verify_password;
+use crate::error::{ApiError, ApiResult};
+use crate::rbac::Resource;
+
+const BAD_LOGIN: &str = "Invalid or missing credentials";
+
+/// `user:password` from an HTTP Basic `Authorization` header.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// `POST /tokens`: a token for HTTP Basic credentials.
+pub async fn create_token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    let (user, password) = basic_credentials(&headers).ok_or_else(|| ApiError::unauthorized(BAD_LOGIN))?;
+    let record = state.store.user(&user).await?;
+    let hash = record.and_then(|u| u.password_hash).ok_or_else(|| ApiError::unauthorized(BAD_LOGIN))?;
+    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+    if !valid {
+        return Err(ApiError::unauthorized(BAD_LOGIN));
+    }
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?
+    };
+    let max = state.auth.token_ttl;
+    let ttl = match body.get("ttl") {
+        None | Some(Value::Null) => max,
+        Some(v) => match v.as_i64() {
+            Some(t) if t >= 1 && t as u64 <= max => t as u64,
+            Some(t) if t >= 1 => return Err(ApiError::bad_request(format!("TTL specified {t} is greater than max allowed {max}."))),
+            _ => return Err(ApiError::bad_request(format!("{} is not a valid TTL: use a whole number of seconds, at least 1", v))),
+        },
+    };
+    if body.get("user").is_some() || body.get("impersonate_user").is_some() {
+        return Err(ApiError::bad_request("Only service users can request tokens for other users"));
+    }
+    let (token, record) = TokenRecord::issue(&user, ttl, false);
+    state.store.insert_token(&record).await?;
+    let doc = json!({
+        "id": record.id,
+        "user": user,
+        "token": token,
+        "expiry": record.expiry.to_iso(),
+        "metadata": {},
+        "service": false,
+    });
+    Ok((StatusCode::CREATED, [("X-API-URL", state.settings.public_api_url.clone())], Json(doc)).into_response())
+}
+
+/// `POST /tokens/validate`.
+pub async fn validate_token(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
+    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?;
+    let token = body.get("token").and_then(Value::as_str).ok_or_else(|| ApiError::bad_request("'token' is a required property"))?;
+    let valid = state.store.token(&hash_secret(token)).await?.is_some_and(|t| t.expiry > Timestamp::now());
+    Ok(Json(json!({"valid": valid})))
+}
+
+/// `GET /user`: who the caller is (`st2 whoami`).
+pub async fn whoami(State(state): State<Arc<AppState>>, caller: Principal) -> Json<Value> {
+    let mut authentication = json!({"location": caller.location});
+    match caller.method {
+        Method::Token { expiry } => {
+            authentication["method"] = json!("authentication token");
+            authentication["token_expire"] = json!(expiry.to_iso());
+        }
+        Method::ApiKey => authentication["method"] = json!("API key"),
+        Method::None => authentication["method"] = json!("none (authentication is disabled)"),
+    }
+    Json(json!({
+        "username": caller.user,
+        "authentication": authentication,
+        "rbac": {"enabled": state.rbac.enabled, "roles": state.rbac.roles_of(&caller.user), "is_admin": caller.is_admin},
+    }))
+}
+
+fn api_key_json(k: &ApiKeyRecord) -> Value {
+    json!({
+        "id": k.id,
+        "uid": format!("api_key:{}", k.key_hash),
+        "user": k.user,
+        "key_hash": k.key_hash,
+        "enabled": k.enabled,
+        "metadata": k.metadata,
+        "created_at": k.created.to_iso(),
+    })
+}
+
+/// An API key the caller may manage: their own, or any for an admin.
+async fn own_key(state: &AppState, caller: &Principal, id: &str, permission: &str) -> ApiResult<ApiKeyRecord> {
+    let key = state.store.api_key(id).await?.ok_or_else(|| ApiError::not_found(format!("Resource with a reference or id \"{id}\" not found")))?;
+    if key.user != caller.user {
+        caller.require(state, permission, Resource::Global)?;
+    }
+    Ok(key)
+}
+
+pub async fn list_api_keys(State(state): State<Arc<AppState>>, caller: Principal) -> ApiResult<Json<Value>> {
+    let all_visible = state.rbac.allows(&caller.user, "api_key_list", Resource::Global);
+    let keys = state.store.api_keys().await?;
+    Ok(Json(Value::Array(keys.iter().filter(|k| all_visible || k.user == caller.user).map(api_key_json).collect())))
+}
+
+pub async fn get_api_key(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal) -> ApiResult<Json<Value>> {
+    Ok(Json(api_key_json(&own_key(&state, &caller, &id, "api_key_view").await?)))
+}
+
+/// `POST /apikeys`: the plaintext `key` is in this response only.
+pub async fn create_api_key(State(state): State<Arc<AppState>>, caller: Principal, body: Bytes) -> ApiResult<Response> {
+    let body: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))? };
+    let user = body.get("user").and_then(Value::as_str).filter(|u| !u.is_empty()).unwrap_or(&caller.user).to_string();
+    if user != caller.user && !caller.is_admin {
+        return Err(ApiError::forbidden(format!("User \"{}\" doesn't have required permission \"api_key_create\" for another user", caller.user)));
+    }
+    let key = new_secret();
+    let record = ApiKeyRecord {
+        id: new_id(),
+        key_hash: hash_secret(&key),
+        user,
+        enabled: body.get("enabled").and_then(Value::as_bool).unwrap_or(true),
+        metadata: body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        created: Timestamp::now(),
+    };
+    state.store.insert_api_key(&record).await?;
+    let mut doc = api_key_json(&record);
+    doc["key"] = json!(key);
+    Ok((StatusCode::CREATED, Json(doc)).into_response())
+}
+
+/// `PUT /apikeys/{id}`: enable or disable.
+pub async fn update_api_key(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal, body: Bytes) -> ApiResult<Json<Value>> {
+    let key = own_key(&state, &caller, &id, "api_key_modify").await?;
+    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?;
+    let enabled = body.get("enabled").and_then(Value::as_bool).ok_or_else(|| ApiError::bad_request("'enabled' (true or false) is required"))?;
+    state.store.set_api_key_enabled(&key.id, enabled).await?;
+    Ok(Json(api_key_json(&ApiKeyRecord { enabled, ..key })))
+}
+
+pub async fn delete_api_key(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal) -> ApiResult<StatusCode> {
+    let key = own_key(&state, &caller, &id, "api_key_delete").await?;
+    state.store.delete_api_key(&key.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
