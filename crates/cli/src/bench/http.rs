@@ -47,14 +47,8 @@ impl RawStream {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
         request.push_str("\r\n");
-        let mut stream = RawStream {
-            sock,
-            buf: vec![0; buf_size.max(4096)],
-            pending: 0..0,
-            body: Body::UntilClose,
-            status: 0,
-            done: false,
-        };
+        let mut stream =
+            RawStream { sock, buf: vec![0; buf_size.max(4096)], pending: 0..0, body: Body::UntilClose, status: 0, done: false };
         stream.sock.write_all(request.as_bytes()).await?;
         stream.read_head().await?;
         Ok(stream)
@@ -79,7 +73,11 @@ impl RawStream {
         let head = std::str::from_utf8(&self.buf[..end]).map_err(|_| io::Error::other("response headers are not UTF-8"))?;
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
-        self.status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| io::Error::other(format!("bad status line {status_line:?}")))?;
+        self.status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line {status_line:?}")))?;
         for line in lines {
             let Some((name, value)) = line.split_once(':') else { continue };
             let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());

@@ -83,13 +83,27 @@ pub fn svg_histogram(title: &str, samples: &Sorted) -> String {
         }
         // Square-root scale so the tail stays visible next to the peak.
         let h = (c as f64 / top).sqrt() * ph;
-        let _ = write!(svg, r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#4a7bd0"/>"##, L + i as f64 * bw, T + ph - h, bw.max(1.0), h);
+        let _ = write!(
+            svg,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#4a7bd0"/>"##,
+            L + i as f64 * bw,
+            T + ph - h,
+            bw.max(1.0),
+            h
+        );
     }
     let _ = write!(svg, r#"<line x1="{L}" y1="{y}" x2="{x2}" y2="{y}" stroke="black"/>"#, y = T + ph, x2 = L + pw);
     let mut decade = lo;
     while decade <= hi {
         let x = L + (decade - lo) / (hi - lo) * pw;
-        let _ = write!(svg, r#"<line x1="{x:.1}" y1="{y1}" x2="{x:.1}" y2="{y2}" stroke="black"/><text x="{x:.1}" y="{ty}" text-anchor="middle">{}</text>"#, label_ns(10f64.powf(decade)), y1 = T + ph, y2 = T + ph + 5.0, ty = T + ph + 20.0);
+        let _ = write!(
+            svg,
+            r#"<line x1="{x:.1}" y1="{y1}" x2="{x:.1}" y2="{y2}" stroke="black"/><text x="{x:.1}" y="{ty}" text-anchor="middle">{}</text>"#,
+            label_ns(10f64.powf(decade)),
+            y1 = T + ph,
+            y2 = T + ph + 5.0,
+            ty = T + ph + 20.0
+        );
         decade += 1.0;
     }
     for (name, p, colour) in [("p50", 50.0, "#2a9d3a"), ("p99", 99.0, "#e08a00"), ("p99.9", 99.9, "#c0392b")] {
@@ -104,7 +118,13 @@ pub fn svg_histogram(title: &str, samples: &Sorted) -> String {
             ty = T + 12.0 + 14.0 * (p as i64 % 3) as f64,
         );
     }
-    let _ = write!(svg, r#"<text x="{x}" y="{y}" text-anchor="middle">latency (log scale), {} samples; bar height ∝ √count</text>"#, samples.0.len(), x = L + pw / 2.0, y = H - 10.0);
+    let _ = write!(
+        svg,
+        r#"<text x="{x}" y="{y}" text-anchor="middle">latency (log scale), {} samples; bar height ∝ √count</text>"#,
+        samples.0.len(),
+        x = L + pw / 2.0,
+        y = H - 10.0
+    );
     svg.push_str("</svg>\n");
     svg
 }

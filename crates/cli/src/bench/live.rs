@@ -1,0 +1,214 @@
+//! `latency` and `fanout`: the action is `squall bench emit` (paced lines carrying their write
+//! time); viewers follow the per-execution SSE output stream and measure write → receive.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::harness::{self, BenchServer, RssSampler, ServerOptions, mib, quote};
+use super::http::{OutputEvent, OutputParser, RawStream};
+use super::stats::Samples;
+use super::{Ctx, Run};
+
+fn unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The action: `lines` lines, one every `interval`, starting when `go` exists.
+fn emit_cmd(lines: u64, interval: Duration, go: &std::path::Path) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find the squall executable")?;
+    Ok(format!("{} bench emit --lines {lines} --interval-us {} --go-file {}", quote(&exe), interval.as_micros(), quote(go)))
+}
+
+/// What one viewer saw.
+pub struct Viewed {
+    /// Write → receive, per line, in nanoseconds.
+    pub latencies: Vec<u64>,
+    /// Lines arrived numbered 0, 1, 2, … with none missing or repeated.
+    pub in_order: bool,
+    pub lines: u64,
+    pub records: u64,
+    pub eof: bool,
+}
+
+/// Reads an SSE output stream to its end, timing every line of the emitter.
+pub async fn view_lines(mut stream: RawStream, expected: u64) -> Result<Viewed> {
+    let mut parser = OutputParser::new(true);
+    let mut v = Viewed { latencies: Vec::with_capacity(expected as usize), in_order: true, lines: 0, records: 0, eof: false };
+    loop {
+        let more = stream
+            .read_some(&mut |bytes| {
+                let now = unix_ns();
+                parser.feed(bytes, &mut |e| match e {
+                    OutputEvent::Record { data, .. } => {
+                        v.records += 1;
+                        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                            let text = std::str::from_utf8(line).unwrap_or("");
+                            let mut parts = text.split(' ');
+                            let index: Option<u64> = parts.next().and_then(|s| s.parse().ok());
+                            let written: Option<u64> = parts.next().and_then(|s| s.parse().ok());
+                            match (index, written) {
+                                (Some(i), Some(w)) => {
+                                    if i != v.lines {
+                                        v.in_order = false;
+                                    }
+                                    v.lines += 1;
+                                    v.latencies.push(now.saturating_sub(w));
+                                }
+                                _ => v.in_order = false,
+                            }
+                        }
+                    }
+                    OutputEvent::Eof { .. } => v.eof = true,
+                });
+            })
+            .await?;
+        if !more {
+            break;
+        }
+    }
+    Ok(v)
+}
+
+pub async fn latency(ctx: &Ctx) -> Result<Run> {
+    let lines = ctx.scaled(10_000.0, 200.0) as u64;
+    let interval = Duration::from_millis(1);
+    let root = ctx.temp_root()?;
+    let server = BenchServer::start(root.path(), ServerOptions { env: &[], port: None }).await?;
+    let go = root.path().join("go");
+    let id = server.submit(&emit_cmd(lines, interval, &go)?).await?;
+    // The response headers arrive after the server subscribed the viewer: nothing can be missed.
+    let stream = server.open(&format!("/stream/v1/executions/{id}/output"), &[], 64 * 1024).await?;
+    let cpu0 = server.cpu();
+    let bench0 = harness::bench_cpu_s();
+    std::fs::write(&go, b"")?;
+    let viewed = view_lines(stream, lines).await?;
+    let (status, _) = server.wait_done(&id, Duration::from_secs(600)).await?;
+    let cpu = server.cpu().since(cpu0);
+    let bench_cpu = harness::bench_cpu_s() - bench0;
+
+    let n = viewed.lines;
+    let records = viewed.records;
+    let every = viewed.in_order && viewed.eof && n == lines && status == "succeeded";
+    let s = Samples(viewed.latencies).sorted();
+    let mut run = Run::default();
+    run.params.num("lines", "lines", lines as f64, "").num("interval_ms", "one line every", 1.0, "ms").num("viewers", "viewers", 1.0, "");
+    run.figures
+        .num("latency_p50_ms", "write → viewer p50", s.pct_ms(50.0), "ms")
+        .num("latency_p90_ms", "write → viewer p90", s.pct_ms(90.0), "ms")
+        .num("latency_p99_ms", "write → viewer p99", s.pct_ms(99.0), "ms")
+        .num("latency_p999_ms", "write → viewer p99.9", s.pct_ms(99.9), "ms")
+        .num("latency_max_ms", "write → viewer max", s.max_ms(), "ms")
+        .num("latency_mean_ms", "write → viewer mean", s.mean_ms(), "ms")
+        .flag("every_line", "every line, in order", every)
+        .num("lines_received", "lines received", n as f64, "")
+        .num("records", "SSE records (lines are batched when the writer is busy)", records as f64, "")
+        .num("server_cpu_s", "server CPU", cpu.own_s, "s")
+        .num("bench_cpu_s", "bench (viewer) CPU", bench_cpu, "s");
+    if ctx.svg {
+        run.latencies = Some((format!("squall bench latency: write → SSE viewer, {lines} lines at 1/ms"), s));
+    }
+    Ok(run)
+}
+
+pub async fn fanout(ctx: &Ctx) -> Result<Run> {
+    let viewers = ctx.scaled(10_000.0, 10.0) as usize;
+    let lines = ctx.scaled(300.0, 20.0) as u64;
+    let interval = Duration::from_millis(100);
+    let root = ctx.temp_root()?;
+    let server = Arc::new(BenchServer::start(root.path(), ServerOptions { env: &[], port: None }).await?);
+    let go = root.path().join("go");
+    let id = server.submit(&emit_cmd(lines, interval, &go)?).await?;
+    let path = format!("/stream/v1/executions/{id}/output");
+
+    // Connect every viewer first (a bounded number of connects in flight, so the listen
+    // backlog never overflows), then let the action start writing.
+    let connect_start = Instant::now();
+    let gate = Arc::new(Semaphore::new(256));
+    let (connected_tx, mut connected_rx) = mpsc::unbounded_channel::<bool>();
+    let mut tasks = Vec::with_capacity(viewers);
+    for _ in 0..viewers {
+        let (server, path, gate, connected) = (Arc::clone(&server), path.clone(), Arc::clone(&gate), connected_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await.expect("semaphore open");
+            let mut stream = None;
+            for attempt in 0..5 {
+                match server.open(&path, &[], 4096).await {
+                    Ok(s) => {
+                        stream = Some(s);
+                        break;
+                    }
+                    Err(e) if attempt == 4 => {
+                        eprintln!("squall bench: a viewer could not connect: {e:#}");
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+            drop(permit);
+            let _ = connected.send(stream.is_some());
+            match stream {
+                Some(s) => view_lines(s, lines).await.ok(),
+                None => None,
+            }
+        }));
+    }
+    drop(connected_tx);
+    let mut connected = 0;
+    for _ in 0..viewers {
+        match connected_rx.recv().await {
+            Some(ok) => connected += usize::from(ok),
+            None => break,
+        }
+    }
+    let connect_s = connect_start.elapsed().as_secs_f64();
+    let rss_connected = server.memory().rss_kib;
+    let sampler = RssSampler::start(server.pid(), Duration::from_millis(100));
+    let cpu0 = server.cpu();
+    let bench0 = harness::bench_cpu_s();
+    std::fs::write(&go, b"")?;
+
+    let mut complete = 0usize;
+    let mut all = Vec::with_capacity(viewers * lines as usize);
+    for t in tasks {
+        if let Ok(Some(v)) = t.await {
+            if v.in_order && v.eof && v.lines == lines {
+                complete += 1;
+            }
+            all.extend_from_slice(&v.latencies);
+        }
+    }
+    let (status, _) = server.wait_done(&id, Duration::from_secs(600)).await?;
+    let cpu = server.cpu().since(cpu0);
+    let bench_cpu = harness::bench_cpu_s() - bench0;
+    let peak = server.memory().hwm_kib.max(sampler.peak_kib());
+    drop(sampler);
+
+    let s = Samples(all).sorted();
+    let mut run = Run::default();
+    run.params.num("viewers", "viewers", viewers as f64, "").num("lines", "lines", lines as f64, "").num(
+        "lines_per_s",
+        "lines per second",
+        10.0,
+        "",
+    );
+    run.figures
+        .flag("every_viewer_every_line", "every viewer got every line, in order", complete == viewers && status == "succeeded")
+        .num("viewers_connected", "viewers connected", connected as f64, "")
+        .num("viewers_complete", "viewers with every line", complete as f64, "")
+        .num("connect_s", "time to connect every viewer", connect_s, "s")
+        .num("latency_p50_ms", "write → viewer p50", s.pct_ms(50.0), "ms")
+        .num("latency_p90_ms", "write → viewer p90", s.pct_ms(90.0), "ms")
+        .num("latency_p99_ms", "write → viewer p99", s.pct_ms(99.0), "ms")
+        .num("latency_p999_ms", "write → viewer p99.9", s.pct_ms(99.9), "ms")
+        .num("latency_max_ms", "write → viewer max", s.max_ms(), "ms")
+        .num("server_rss_connected_mib", "server RSS with every viewer connected", mib(rss_connected), "MiB")
+        .num("server_peak_rss_mib", "server peak RSS", mib(peak), "MiB")
+        .num("server_cpu_s", "server CPU while lines flowed", cpu.own_s, "s")
+        .num("bench_cpu_s", "bench (viewers) CPU while lines flowed", bench_cpu, "s");
+    if ctx.svg {
+        run.latencies = Some((format!("squall bench fanout: write → SSE viewer, {viewers} viewers × {lines} lines"), s));
+    }
+    Ok(run)
+}

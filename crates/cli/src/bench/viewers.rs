@@ -1,0 +1,240 @@
+//! `firehose` (many viewers of one fast action, against the same action unwatched) and `join`
+//! (a viewer joins a finished log, against reading the same bytes from a local file).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use super::harness::{self, BenchServer, ServerOptions, mib, quote};
+use super::http::{OutputEvent, OutputParser, RawStream};
+use super::{Ctx, Run};
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+const MIB: f64 = 1024.0 * 1024.0;
+/// Read size of the bench's viewers and of its local-file reader.
+const READ: usize = 256 * 1024;
+
+/// What a counting viewer saw.
+struct Counted {
+    /// Records arrived with `seq` 1, 2, 3, … and contiguous stdout offsets.
+    contiguous: bool,
+    bytes: u64,
+    eof: bool,
+    wire_bytes: u64,
+    finished: Instant,
+}
+
+/// Reads an SSE output stream to its end, checking every record's `seq` and `offset` and
+/// counting the decoded bytes (no copy of the data).
+async fn view_bytes(mut stream: RawStream) -> Result<Counted> {
+    let mut parser = OutputParser::new(false);
+    let (mut next_seq, mut next_offset, mut contiguous, mut eof) = (1u64, 0u64, true, false);
+    stream
+        .read_to_end(&mut |bytes| {
+            parser.feed(bytes, &mut |e| match e {
+                OutputEvent::Record { seq, offset, stdout, len, .. } => {
+                    if seq != next_seq || offset != next_offset || !stdout {
+                        contiguous = false;
+                    }
+                    next_seq = seq + 1;
+                    next_offset = offset + len;
+                }
+                OutputEvent::Eof { .. } => eof = true,
+            })
+        })
+        .await?;
+    Ok(Counted { contiguous, bytes: next_offset, eof, wire_bytes: parser.wire_bytes, finished: Instant::now() })
+}
+
+fn gated(go: &std::path::Path, cmd: &str) -> String {
+    format!("while [ ! -e {go} ]; do sleep 0.005; done; {cmd}", go = quote(go))
+}
+
+pub async fn firehose(ctx: &Ctx) -> Result<Run> {
+    let bytes = ctx.scaled(GIB, MIB) as u64;
+    let viewers = ctx.scaled(100.0, 2.0) as usize;
+    let root = ctx.temp_root()?;
+    let server = Arc::new(BenchServer::start(root.path(), ServerOptions { env: &[], port: None }).await?);
+    let bulk = harness::bulk_cmd(bytes);
+    let poll = Duration::from_millis(5);
+
+    // Unwatched: the action waits for a go file, so both runs are timed from the same point.
+    let go = root.path().join("go-unwatched");
+    let id = server.submit(&gated(&go, &bulk)).await?;
+    server.wait_for(&id, &["running"], poll, Duration::from_secs(60)).await?;
+    let (cpu0, bench0) = (server.cpu(), harness::bench_cpu_s());
+    let t0 = Instant::now();
+    std::fs::write(&go, b"")?;
+    let (status, done) = server.wait_done(&id, Duration::from_secs(3600)).await?;
+    let unwatched = done - t0;
+    let (unwatched_cpu, unwatched_bench) = (server.cpu().since(cpu0), harness::bench_cpu_s() - bench0);
+    let (_, committed) = server.committed_stdout(&id).await?;
+    if status != "succeeded" || committed != bytes {
+        bail!("the unwatched action ended {status} with {committed} of {bytes} bytes committed");
+    }
+
+    // Watched: every viewer connected (and subscribed) before the first byte is written.
+    let go = root.path().join("go-watched");
+    let id = server.submit(&gated(&go, &bulk)).await?;
+    let path = format!("/stream/v1/executions/{id}/output");
+    let mut tasks = Vec::with_capacity(viewers);
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    for _ in 0..viewers {
+        let (server, path, ready) = (Arc::clone(&server), path.clone(), ready_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let stream = server.open(&path, &[], READ).await;
+            let _ = ready.send(stream.is_ok());
+            view_bytes(stream?).await
+        }));
+    }
+    drop(ready_tx);
+    let mut connected = 0;
+    for _ in 0..viewers {
+        match ready_rx.recv().await {
+            Some(ok) => connected += usize::from(ok),
+            None => break,
+        }
+    }
+    server.wait_for(&id, &["running"], poll, Duration::from_secs(60)).await?;
+    let rss_before = server.memory().rss_kib;
+    let sampler = harness::RssSampler::start(server.pid(), Duration::from_millis(100));
+    let (cpu0, bench0) = (server.cpu(), harness::bench_cpu_s());
+    let t0 = Instant::now();
+    std::fs::write(&go, b"")?;
+    let (status, done) = server.wait_done(&id, Duration::from_secs(3600)).await?;
+    let watched = done - t0;
+    let action_cpu = server.cpu().since(cpu0);
+    let mut complete = 0;
+    let mut last_viewer = t0;
+    let mut wire = 0u64;
+    for t in tasks {
+        if let Ok(Ok(c)) = t.await {
+            if c.contiguous && c.eof && c.bytes == bytes {
+                complete += 1;
+            }
+            last_viewer = last_viewer.max(c.finished);
+            wire += c.wire_bytes;
+        }
+    }
+    let (watched_cpu, watched_bench) = (server.cpu().since(cpu0), harness::bench_cpu_s() - bench0);
+    let peak = sampler.peak_kib().max(rss_before);
+    drop(sampler);
+    let (_, committed) = server.committed_stdout(&id).await?;
+
+    let mut run = Run::default();
+    run.params.num("bytes", "bytes", bytes as f64, "").num("viewers", "viewers", viewers as f64, "");
+    run.figures
+        .num("elapsed_s", "go → succeeded, watched", watched.as_secs_f64(), "s")
+        .num("last_viewer_done_s", "go → last viewer has every byte", (last_viewer - t0).as_secs_f64(), "s")
+        .flag("every_viewer_every_byte", "every viewer got every byte", complete == viewers && status == "succeeded" && committed == bytes)
+        .num("viewers_connected", "viewers connected", connected as f64, "")
+        .num("viewers_complete", "viewers with every byte", complete as f64, "")
+        .num("delivered_gib", "SSE bytes delivered (all viewers)", wire as f64 / GIB, "GiB")
+        .num("server_cpu_s", "server CPU until the action ended", action_cpu.own_s, "s")
+        .num("server_cpu_total_s", "server CPU until the last viewer finished", watched_cpu.own_s, "s")
+        .num("action_cpu_s", "action CPU (the command)", watched_cpu.children_s, "s")
+        .num("bench_cpu_s", "bench (viewers) CPU", watched_bench, "s")
+        .num("server_peak_rss_mib", "server peak RSS (sampled)", mib(peak), "MiB");
+    run.baseline
+        .num("elapsed_s", "go → succeeded, unwatched", unwatched.as_secs_f64(), "s")
+        .num("server_cpu_s", "server CPU", unwatched_cpu.own_s, "s")
+        .num("action_cpu_s", "action CPU (the command)", unwatched_cpu.children_s, "s")
+        .num("bench_cpu_s", "bench CPU", unwatched_bench, "s");
+    run.ratio = Some(watched.as_secs_f64() / unwatched.as_secs_f64());
+    Ok(run)
+}
+
+/// Bytes and a byte sum: what the join's client computes over everything it reads.
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+struct Digest {
+    bytes: u64,
+    sum: u64,
+}
+
+impl Digest {
+    fn eat(&mut self, b: &[u8]) {
+        self.bytes += b.len() as u64;
+        self.sum = self.sum.wrapping_add(b.iter().map(|&x| u64::from(x)).sum::<u64>());
+    }
+}
+
+pub async fn join(ctx: &Ctx) -> Result<Run> {
+    let bytes = ctx.scaled(GIB, MIB) as u64;
+    let root = ctx.temp_root()?;
+    let server = BenchServer::start(root.path(), ServerOptions { env: &[], port: None }).await?;
+    let bulk = harness::bulk_cmd(bytes);
+    let file = root.path().join("data").join("join.file");
+    harness::time_shell(&format!("{bulk} > {}", quote(&file))).await?;
+    let id = server.submit(&bulk).await?;
+    let (status, _) = server.wait_done(&id, Duration::from_secs(3600)).await?;
+    let (records, committed) = server.committed_stdout(&id).await?;
+    if status != "succeeded" || committed != bytes {
+        bail!("the action ended {status} with {committed} of {bytes} bytes committed");
+    }
+
+    // The same client reading the same bytes from a local file.
+    let path = file.clone();
+    let (file_time, file_digest) = tokio::task::spawn_blocking(move || -> std::io::Result<(Duration, Digest)> {
+        let t0 = Instant::now();
+        let mut f = std::fs::File::open(&path)?;
+        let mut buf = vec![0u8; READ];
+        let mut d = Digest::default();
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            d.eat(&buf[..n]);
+        }
+        Ok((t0.elapsed(), d))
+    })
+    .await??;
+    std::fs::remove_file(&file)?;
+
+    // Join over /stdout.
+    let (cpu0, bench0) = (server.cpu(), harness::bench_cpu_s());
+    let t0 = Instant::now();
+    let mut stream = server.open(&format!("/v1/executions/{id}/stdout"), &[], READ).await?;
+    let mut first: Option<Instant> = None;
+    let mut d = Digest::default();
+    stream
+        .read_to_end(&mut |b| {
+            if first.is_none() && !b.is_empty() {
+                first = Some(Instant::now());
+            }
+            d.eat(b);
+        })
+        .await?;
+    let join_time = t0.elapsed();
+    let first_byte = first.map_or(join_time, |f| f - t0);
+    let (cpu, bench_cpu) = (server.cpu().since(cpu0), harness::bench_cpu_s() - bench0);
+
+    // The same join over the SSE output stream, for comparison (no target).
+    let t1 = Instant::now();
+    let sse = server.open(&format!("/stream/v1/executions/{id}/output"), &[], READ).await?;
+    let counted = view_bytes(sse).await?;
+    let sse_time = t1.elapsed();
+
+    let mut run = Run::default();
+    run.params.num("bytes", "bytes", bytes as f64, "").num("records", "records in the log", records as f64, "");
+    run.figures
+        .num("first_byte_ms", "/stdout: request → first byte", first_byte.as_secs_f64() * 1e3, "ms")
+        .num("elapsed_s", "/stdout: request → last byte", join_time.as_secs_f64(), "s")
+        .num("throughput_mib_s", "/stdout throughput", bytes as f64 / MIB / join_time.as_secs_f64(), "MiB/s")
+        .flag("every_byte", "every byte, same bytes as the file", d == file_digest && d.bytes == bytes)
+        .num("server_cpu_s", "server CPU during the /stdout join", cpu.own_s, "s")
+        .num("bench_cpu_s", "bench CPU during the /stdout join", bench_cpu, "s")
+        .num("sse_elapsed_s", "SSE output stream: request → EOF", sse_time.as_secs_f64(), "s")
+        .num("sse_throughput_mib_s", "SSE output stream throughput", bytes as f64 / MIB / sse_time.as_secs_f64(), "MiB/s")
+        .flag("sse_every_byte", "SSE: every byte", counted.contiguous && counted.eof && counted.bytes == bytes);
+    run.baseline.num("elapsed_s", "local file read, same client", file_time.as_secs_f64(), "s").num(
+        "throughput_mib_s",
+        "local file throughput",
+        bytes as f64 / MIB / file_time.as_secs_f64(),
+        "MiB/s",
+    );
+    run.ratio = Some(join_time.as_secs_f64() / file_time.as_secs_f64());
+    Ok(run)
+}
