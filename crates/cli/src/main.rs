@@ -1,5 +1,6 @@
 //! The `squall` binary.
 
+mod bench;
 mod client;
 mod config;
 mod server;
@@ -14,7 +15,9 @@ use clap::{Parser, Subcommand};
 ///
 /// Exit codes of `run` and `execution tail`: 0 succeeded, 1 failed, 3 timeout, 4 canceled,
 /// 5 abandoned; 2 for bad usage and 6 when the request itself failed (server unreachable,
-/// unknown action or id, bad parameter).
+/// unknown action or id, bad parameter, missing credentials).
+///
+/// Credentials: SQUALL_AUTH_TOKEN, else SQUALL_API_KEY, else the token cached by `squall login`.
 #[derive(Parser)]
 #[command(name = "squall", version, about, long_about = None)]
 struct Cli {
@@ -52,6 +55,27 @@ enum Command {
     /// List and describe actions.
     #[command(subcommand)]
     Action(ActionCommand),
+    /// Log in: caches a token (mode 0600) in ~/.config/squall/token.json. The password is read
+    /// from stdin, or prompted for without echo on a terminal.
+    Login {
+        user: String,
+        /// Token lifetime in seconds (at most the server's [auth] token_ttl)
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Who the server thinks you are.
+    Whoami {
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+    /// Manage API keys (stored hashed; a key is shown only when created).
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// Manage local users, directly in the server's data directory.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Benchmark a scenario against its own temporary server: `squall bench ingest --json`.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -121,6 +145,47 @@ enum ExecutionCommand {
 }
 
 #[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create a key (for yourself, or for --user if you are an admin); prints the key.
+    Create {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+    /// Your keys (every key for an admin).
+    List {
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+    Enable { id: String },
+    Disable { id: String },
+    Delete { id: String },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from stdin or prompted for.
+    Add {
+        name: String,
+        #[arg(long, env = "SQUALL_DATA_DIR", default_value = "./squall-data")]
+        data_dir: PathBuf,
+    },
+    /// Change a user's password.
+    Passwd {
+        name: String,
+        #[arg(long, env = "SQUALL_DATA_DIR", default_value = "./squall-data")]
+        data_dir: PathBuf,
+    },
+    /// Remove a user with their tokens and API keys.
+    Remove {
+        name: String,
+        #[arg(long, env = "SQUALL_DATA_DIR", default_value = "./squall-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum ActionCommand {
     /// Actions, sorted by pack and name.
     List {
@@ -155,6 +220,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server::main(args),
+        Command::Bench(args) => bench::main(args),
         command => client_main(cli.url, command),
     }
 }
@@ -178,7 +244,14 @@ fn client_main(url: Option<String>, command: Command) -> ExitCode {
 
 async fn run_client(url: Option<String>, command: Command) -> client::CliResult<u8> {
     use client::execution::{self, Wait};
-    use client::{action, tail};
+    use client::{action, auth, tail};
+    if let Command::User(cmd) = &command {
+        return match cmd {
+            UserCommand::Add { name, data_dir } => auth::user_admin(data_dir, "add", name).await,
+            UserCommand::Passwd { name, data_dir } => auth::user_admin(data_dir, "passwd", name).await,
+            UserCommand::Remove { name, data_dir } => auth::user_admin(data_dir, "remove", name).await,
+        };
+    }
     let api = client::Api::new(&client::resolve_url(url)?)?;
     let wait = |asynchronous: bool, tail: bool| match (asynchronous, tail) {
         (true, _) => Wait::Async,
@@ -186,7 +259,7 @@ async fn run_client(url: Option<String>, command: Command) -> client::CliResult<
         _ => Wait::Result,
     };
     match command {
-        Command::Server(_) => unreachable!("handled in main"),
+        Command::Server(_) | Command::Bench(_) => unreachable!("handled in main"),
         Command::Run { action, parameters, asynchronous, tail, json } => execution::run(&api, &action, &parameters, wait(asynchronous, tail), json).await,
         Command::Execution(ExecutionCommand::List { n, status, action, json }) => execution::list(&api, n, status, action, json).await,
         Command::Execution(ExecutionCommand::Get { id, json, detail }) => execution::get(&api, &id, json, detail).await,
@@ -200,5 +273,13 @@ async fn run_client(url: Option<String>, command: Command) -> client::CliResult<
         }
         Command::Action(ActionCommand::List { pack, json }) => action::list(&api, pack, json).await,
         Command::Action(ActionCommand::Get { reference, json }) => action::get(&api, &reference, json).await,
+        Command::Login { user, ttl } => auth::login(&api, &user, ttl).await,
+        Command::Whoami { json } => auth::whoami(&api, json).await,
+        Command::Apikey(ApikeyCommand::Create { user, json }) => auth::apikey_create(&api, user, json).await,
+        Command::Apikey(ApikeyCommand::List { json }) => auth::apikey_list(&api, json).await,
+        Command::Apikey(ApikeyCommand::Enable { id }) => auth::apikey_enable(&api, &id, true).await,
+        Command::Apikey(ApikeyCommand::Disable { id }) => auth::apikey_enable(&api, &id, false).await,
+        Command::Apikey(ApikeyCommand::Delete { id }) => auth::apikey_delete(&api, &id).await,
+        Command::User(_) => unreachable!("handled above"),
     }
 }

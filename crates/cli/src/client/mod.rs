@@ -1,6 +1,7 @@
 //! The client side of the `squall` binary: commands that talk to a server over HTTP.
 
 pub mod action;
+pub mod auth;
 pub mod execution;
 pub mod render;
 pub mod tail;
@@ -65,11 +66,16 @@ pub fn resolve_url(flag: Option<String>) -> CliResult<String> {
     Ok("http://127.0.0.1:9101".to_string())
 }
 
-fn user_config_path() -> Option<PathBuf> {
+/// `$XDG_CONFIG_HOME/squall` or `~/.config/squall`.
+pub fn user_config_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("squall").join("config.toml"))
+    Some(base.join("squall"))
+}
+
+fn user_config_path() -> Option<PathBuf> {
+    user_config_dir().map(|d| d.join("config.toml"))
 }
 
 /// A connection to one squall (or StackStorm) API.
@@ -87,7 +93,20 @@ impl Api {
             return Err(CliError::new(format!("invalid server URL {url:?}: expected http://HOST:PORT")));
         }
         let base = if url.ends_with("/v1") { url.to_string() } else { format!("{url}/v1") };
+        // Credentials: SQUALL_AUTH_TOKEN, else SQUALL_API_KEY, else the token `squall login` cached.
+        let mut headers = reqwest::header::HeaderMap::new();
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let credential = match (env("SQUALL_AUTH_TOKEN"), env("SQUALL_API_KEY")) {
+            (Some(token), _) => Some(("x-auth-token", token)),
+            (None, Some(key)) => Some(("st2-api-key", key)),
+            (None, None) => auth::cached_token().map(|t| ("x-auth-token", t)),
+        };
+        if let Some((name, value)) = credential {
+            let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| CliError::new(format!("the {name} credential contains characters that cannot be sent")))?;
+            headers.insert(name, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| CliError::new(format!("cannot create an HTTP client: {e}")))?;
@@ -119,6 +138,11 @@ impl Api {
         self.send(self.http.delete(self.url(path))).await.map(|(v, _)| v)
     }
 
+    /// Sends any request, mapping failures like the other helpers.
+    pub async fn send_json(&self, req: reqwest::RequestBuilder) -> CliResult<Value> {
+        self.send(req).await.map(|(v, _)| v)
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> CliResult<(Value, Option<u64>)> {
         let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
@@ -128,6 +152,9 @@ impl Api {
             return Ok((body, total));
         }
         let fault = body.get("faultstring").and_then(Value::as_str).unwrap_or_else(|| status.canonical_reason().unwrap_or("error"));
+        if status.as_u16() == 401 {
+            return Err(CliError::new(format!("{fault} (log in with `squall login USER`, or set SQUALL_AUTH_TOKEN or SQUALL_API_KEY)")));
+        }
         Err(CliError::new(fault.to_string()))
     }
 

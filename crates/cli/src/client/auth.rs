@@ -1,0 +1,165 @@
+//! `squall login`, `whoami`, `apikey …` (over the API) and `user …` (on the server's data
+//! directory: user management needs access to the database, like StackStorm's admin tools).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::action::str_of;
+use super::{Api, CliError, CliResult, render};
+
+/// Where `squall login` keeps its token: `<config dir>/squall/token.json`, mode 0600.
+pub fn token_cache_path() -> Option<PathBuf> {
+    super::user_config_dir().map(|d| d.join("token.json"))
+}
+
+/// A cached token that is still valid for at least 15 seconds.
+pub fn cached_token() -> Option<String> {
+    let text = std::fs::read_to_string(token_cache_path()?).ok()?;
+    let cache: Value = serde_json::from_str(&text).ok()?;
+    let expiry = cache["expiry"].as_str().and_then(squall_core::Timestamp::parse_query)?;
+    (expiry.micros() - squall_core::Timestamp::now().micros() > 15_000_000).then(|| cache["token"].as_str().map(String::from))?
+}
+
+/// Reads a password: from stdin when it is not a terminal, else prompted without echo.
+pub fn read_password(prompt: &str) -> CliResult<String> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).map_err(|e| CliError::new(format!("cannot read the password: {e}")))?;
+        return Ok(line.trim_end_matches(['\n', '\r']).to_string());
+    }
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let saved = tcgetattr(&stdin).map_err(|e| CliError::new(format!("cannot read the password: {e}")))?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    eprintln!();
+    read.map_err(|e| CliError::new(format!("cannot read the password: {e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+pub async fn login(api: &Api, user: &str, ttl: Option<u64>) -> CliResult<u8> {
+    use base64::Engine;
+    let password = read_password(&format!("Password for {user}: "))?;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let body = match ttl {
+        Some(t) => json!({"ttl": t}),
+        None => json!({}),
+    };
+    let resp = api.http().post(api.url("/tokens")).header("authorization", format!("Basic {basic}")).json(&body).send().await.map_err(|e| api.unreachable(e))?;
+    let status = resp.status();
+    let token: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(CliError::new(format!("login failed: {}", token["faultstring"].as_str().unwrap_or("error"))));
+    }
+    let path = token_cache_path().ok_or_else(|| CliError::new("cannot find a config directory (set HOME or XDG_CONFIG_HOME)"))?;
+    write_private(&path, &json!({"user": token["user"], "token": token["token"], "expiry": token["expiry"]}).to_string())?;
+    println!("Logged in as {user} until {}", str_of(&token, "expiry"));
+    Ok(0)
+}
+
+fn write_private(path: &Path, text: &str) -> CliResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(text.as_bytes()).map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
+}
+
+pub async fn whoami(api: &Api, json: bool) -> CliResult<u8> {
+    let me = api.get("/user").await?;
+    if json {
+        render::json(&me);
+    } else {
+        println!("{} ({}; admin: {})", str_of(&me, "username"), me["authentication"]["method"].as_str().unwrap_or_default(), me["rbac"]["is_admin"]);
+    }
+    Ok(0)
+}
+
+pub async fn apikey_create(api: &Api, user: Option<String>, json: bool) -> CliResult<u8> {
+    let mut body = json!({});
+    if let Some(u) = user {
+        body["user"] = json!(u);
+    }
+    let key = api.post("/apikeys", &body).await?;
+    if json {
+        render::json(&key);
+    } else {
+        println!("{}", str_of(&key, "key"));
+        eprintln!("API key {} for {} (shown only now; use it as SQUALL_API_KEY)", str_of(&key, "id"), str_of(&key, "user"));
+    }
+    Ok(0)
+}
+
+pub async fn apikey_list(api: &Api, json: bool) -> CliResult<u8> {
+    let keys = api.get("/apikeys").await?;
+    if json {
+        render::json(&keys);
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| vec![str_of(k, "id"), str_of(k, "user"), k["enabled"].to_string(), str_of(k, "created_at")])
+        .collect();
+    render::table(&["id", "user", "enabled", "created"], &rows);
+    Ok(0)
+}
+
+pub async fn apikey_enable(api: &Api, id: &str, enabled: bool) -> CliResult<u8> {
+    api.send_json(api.http().put(api.url(&format!("/apikeys/{id}"))).json(&json!({"enabled": enabled}))).await?;
+    println!("API key {id} {}", if enabled { "enabled" } else { "disabled" });
+    Ok(0)
+}
+
+pub async fn apikey_delete(api: &Api, id: &str) -> CliResult<u8> {
+    api.send_json(api.http().delete(api.url(&format!("/apikeys/{id}")))).await?;
+    println!("API key {id} deleted");
+    Ok(0)
+}
+
+/// `squall user add|passwd|remove`, directly on the data directory.
+pub async fn user_admin(data_dir: &Path, action: &str, name: &str) -> CliResult<u8> {
+    use squall_store::Store;
+    let store = squall_store::SqliteStore::open(data_dir).await.map_err(|e| CliError::new(format!("cannot open the database in {}: {e}", data_dir.display())))?;
+    let exists = store.user(name).await.map_err(|e| CliError::new(e.to_string()))?.is_some();
+    match action {
+        "add" | "passwd" => {
+            if action == "add" && exists {
+                return Err(CliError::new(format!("user {name} already exists (use `squall user passwd {name}`)")));
+            }
+            if action == "passwd" && !exists {
+                return Err(CliError::new(format!("no user named {name}")));
+            }
+            let password = read_password(&format!("New password for {name}: "))?;
+            if password.len() < 8 {
+                return Err(CliError::new("the password must be at least 8 characters long"));
+            }
+            let hash = squall_server::credentials::hash_password(&password);
+            store.put_user(name, Some(&hash)).await.map_err(|e| CliError::new(e.to_string()))?;
+            println!("user {name} {}", if action == "add" { "added" } else { "updated" });
+        }
+        _ => {
+            if !store.delete_user(name).await.map_err(|e| CliError::new(e.to_string()))? {
+                return Err(CliError::new(format!("no user named {name}")));
+            }
+            println!("user {name} removed, with their tokens and API keys");
+        }
+    }
+    Ok(0)
+}
