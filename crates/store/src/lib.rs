@@ -4,6 +4,7 @@
 
 mod auth;
 mod query;
+pub mod retention;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status};
 
 pub use auth::{ApiKeyRecord, TokenRecord, UserRecord};
-pub use query::{ExecutionQuery, ParentFilter, SortOrder};
+pub use query::{ExecutionQuery, ParentFilter, PurgeScope, SortOrder};
 pub use sqlite::SqliteStore;
 
 /// What went wrong talking to storage. These are server-side failures (500s), never a client's
@@ -79,4 +80,18 @@ pub trait Store: Send + Sync + 'static {
     /// Enables or disables a key; false when there is no such key.
     async fn set_api_key_enabled(&self, id: &str, enabled: bool) -> Result<bool>;
     async fn delete_api_key(&self, id: &str) -> Result<bool>;
+
+    /// Up to `limit` ids of executions matching `scope` (oldest first). Used by retention,
+    /// which then deletes them in batches.
+    async fn purgeable(&self, scope: &PurgeScope, limit: u32) -> Result<Vec<String>>;
+
+    /// Deletes up to `limit` output records of `execution_id`; returns how many went. Called in
+    /// a loop, so no single transaction holds the database for long.
+    async fn delete_output_batch(&self, execution_id: &str, limit: u32) -> Result<u64>;
+
+    /// Deletes an execution row (its output must be gone already).
+    async fn delete_execution(&self, execution_id: &str) -> Result<bool>;
+
+    /// Returns freed pages to the file system, a bounded number at a time.
+    async fn reclaim_space(&self) -> Result<()>;
 }

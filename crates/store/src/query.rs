@@ -27,6 +27,22 @@ pub enum ParentFilter {
     Is(String),
 }
 
+/// Which executions a retention pass may touch.
+#[derive(Debug, Clone, Default)]
+pub struct PurgeScope {
+    /// Finished (any terminal status, `abandoned` included) before this time.
+    pub ended_before: Option<Timestamp>,
+    /// Also executions in any other status that started before this time
+    /// (`--include-running-older-than`).
+    pub unfinished_started_before: Option<Timestamp>,
+    /// Only executions that still have output (an output-only purge).
+    pub with_output: bool,
+    /// Only these actions (refs) or packs; empty means all.
+    pub only: Vec<String>,
+    /// Never these actions (refs) or packs (they have their own retention).
+    pub except: Vec<String>,
+}
+
 /// Order on start time (ties broken by id).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SortOrder {

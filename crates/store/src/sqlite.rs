@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status, StreamKind, Timestamp};
 
-use crate::{ApiKeyRecord, ExecutionQuery, ParentFilter, Result, SortOrder, Store, StoreError, TokenRecord, UserRecord};
+use crate::{ApiKeyRecord, ExecutionQuery, ParentFilter, PurgeScope, Result, SortOrder, Store, StoreError, TokenRecord, UserRecord};
 
 /// SQLite storage. WAL with `synchronous = NORMAL`: a committed transaction survives a crash of
 /// the squall process (it is in the WAL file); only an operating-system crash can lose the
@@ -33,7 +33,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Lets retention hand freed pages back to the file system (effective on new files).
+            .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
@@ -282,7 +284,56 @@ impl Store for SqliteStore {
         let done = sqlx::query("DELETE FROM api_keys WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn purgeable(&self, scope: &PurgeScope, limit: u32) -> Result<Vec<String>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM executions WHERE (0");
+        if let Some(t) = scope.ended_before {
+            q.push(format!(" OR (status IN {TERMINAL} AND end_ts < ")).push_bind(t.micros()).push(")");
+        }
+        if let Some(t) = scope.unfinished_started_before {
+            q.push(format!(" OR (status NOT IN {TERMINAL} AND start_ts < ")).push_bind(t.micros()).push(")");
+        }
+        q.push(")");
+        if scope.with_output {
+            q.push(" AND EXISTS (SELECT 1 FROM output WHERE output.execution_id = executions.id)");
+        }
+        let pack_of = "substr(action_ref, 1, instr(action_ref, '.') - 1)";
+        if !scope.only.is_empty() {
+            q.push(" AND (0");
+            for name in &scope.only {
+                q.push(" OR action_ref = ").push_bind(name.clone()).push(format!(" OR {pack_of} = ")).push_bind(name.clone());
+            }
+            q.push(")");
+        }
+        for name in &scope.except {
+            q.push(" AND action_ref <> ").push_bind(name.clone()).push(format!(" AND {pack_of} <> ")).push_bind(name.clone());
+        }
+        q.push(" ORDER BY start_ts LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+    }
+
+    async fn delete_output_batch(&self, execution_id: &str, limit: u32) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM output WHERE rowid IN (SELECT rowid FROM output WHERE execution_id = ? LIMIT ?)")
+            .bind(execution_id)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_execution(&self, execution_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM executions WHERE id = ?").bind(execution_id).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn reclaim_space(&self) -> Result<()> {
+        sqlx::query("PRAGMA incremental_vacuum(4096)").execute(&self.pool).await?;
+        Ok(())
+    }
 }
+
+const TERMINAL: &str = "('succeeded', 'failed', 'timeout', 'canceled', 'abandoned')";
 
 fn decode_user(r: &SqliteRow) -> Result<UserRecord> {
     Ok(UserRecord { name: r.try_get("name")?, password_hash: r.try_get("password_hash")?, created: Timestamp(r.try_get("created_ts")?) })
