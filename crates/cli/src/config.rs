@@ -2,6 +2,7 @@
 //! `st2.conf` where one exists, overridden by `SQUALL_<SECTION>__<OPTION>` environment
 //! variables. Unknown or ill-typed options stop the start-up with a message naming them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -20,6 +21,40 @@ pub struct Config {
     pub system_user: SystemUser,
     pub auth: Auth,
     pub rbac: RbacSection,
+    pub garbagecollector: GarbageCollector,
+}
+
+/// `[garbagecollector]` — retention of executions and their output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GarbageCollector {
+    /// Seconds between collection passes.
+    pub collection_interval: u64,
+    /// Seconds to pause between object types within a pass.
+    pub sleep_delay: u64,
+    /// Days after an execution *ended* before it and its output are deleted (unset: keep).
+    pub action_executions_ttl: Option<u64>,
+    /// Days after an execution ended before its output is deleted (the execution stays).
+    pub action_executions_output_ttl: Option<u64>,
+    /// Per action ref or pack, days before its executions and output are deleted, overriding
+    /// the TTLs above: `action_ttl = { "core.local" = 30, "backups" = 365 }`.
+    pub action_ttl: BTreeMap<String, u64>,
+}
+
+impl Default for GarbageCollector {
+    fn default() -> Self {
+        GarbageCollector { collection_interval: 600, sleep_delay: 2, action_executions_ttl: None, action_executions_output_ttl: Some(7), action_ttl: BTreeMap::new() }
+    }
+}
+
+impl GarbageCollector {
+    pub fn policy(&self) -> squall_store::retention::RetentionPolicy {
+        squall_store::retention::RetentionPolicy {
+            executions_ttl_days: self.action_executions_ttl,
+            output_ttl_days: self.action_executions_output_ttl,
+            overrides: self.action_ttl.clone(),
+        }
+    }
 }
 
 /// `[auth]`
@@ -114,6 +149,9 @@ pub struct ActionRunner {
     /// Secret values shorter than this are not masked in output: masking a one- or two-character
     /// value would shred ordinary output while protecting nothing.
     pub mask_min_length: usize,
+    /// Most output bytes stored per execution (0: unlimited). Past it squall keeps the first
+    /// half and a rolling last half, with a marker saying how much was omitted between them.
+    pub max_output_bytes: u64,
 }
 
 impl Default for ActionRunner {
@@ -129,6 +167,7 @@ impl Default for ActionRunner {
                 .map(String::from)
                 .to_vec(),
             mask_min_length: squall_core::mask::DEFAULT_MIN_LENGTH,
+            max_output_bytes: 0,
         }
     }
 }
@@ -205,6 +244,10 @@ impl Config {
         if self.auth.token_ttl == 0 || self.auth.service_token_ttl == 0 {
             return Err("[auth] token_ttl and service_token_ttl must be at least 1 second".into());
         }
+        self.garbagecollector.policy().validate().map_err(|e| format!("[garbagecollector] {e}"))?;
+        if self.garbagecollector.collection_interval == 0 {
+            return Err("[garbagecollector] collection_interval must be at least 1 second".into());
+        }
         if self.actionrunner.actions_pool_size == 0 {
             return Err("[actionrunner] actions_pool_size must be at least 1".into());
         }
@@ -228,6 +271,17 @@ mod tests {
         let c = load_text("[actionrunner]\nstream_output = false\n[stream]\nheartbeat = 5\n").unwrap();
         assert!(!c.actionrunner.stream_output);
         assert_eq!(c.stream.heartbeat, 5);
+    }
+
+    #[test]
+    fn garbage_collector_ttls() {
+        let c = load_text("[garbagecollector]\naction_executions_ttl = 30\naction_ttl = { \"core.local\" = 2 }\n").unwrap();
+        assert_eq!(c.garbagecollector.action_executions_ttl, Some(30));
+        assert_eq!(c.garbagecollector.action_executions_output_ttl, Some(7), "StackStorm's default");
+        let e = load_text("[garbagecollector]\naction_executions_ttl = 0\n").unwrap_err();
+        assert!(e.contains("Minimum possible TTL for action_executions_ttl in days is 1"), "{e}");
+        let e = load_text("[garbagecollector]\naction_executions_output_ttl = -3\n").unwrap_err();
+        assert!(e.contains("action_executions_output_ttl"), "{e}");
     }
 
     #[test]

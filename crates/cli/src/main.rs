@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod config;
+mod purge;
 mod server;
 
 use std::path::PathBuf;
@@ -76,6 +77,9 @@ enum Command {
     User(UserCommand),
     /// Benchmark a scenario against its own temporary server: `squall bench ingest --json`.
     Bench(bench::BenchArgs),
+    /// Delete old executions or their output now, on the data directory.
+    #[command(subcommand)]
+    Purge(purge::PurgeCommand),
 }
 
 #[derive(Subcommand)]
@@ -221,6 +225,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => server::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Purge(cmd) => purge::main(cmd),
         command => client_main(cli.url, command),
     }
 }
@@ -259,7 +264,7 @@ async fn run_client(url: Option<String>, command: Command) -> client::CliResult<
         _ => Wait::Result,
     };
     match command {
-        Command::Server(_) | Command::Bench(_) => unreachable!("handled in main"),
+        Command::Server(_) | Command::Bench(_) | Command::Purge(_) => unreachable!("handled in main"),
         Command::Run { action, parameters, asynchronous, tail, json } => execution::run(&api, &action, &parameters, wait(asynchronous, tail), json).await,
         Command::Execution(ExecutionCommand::List { n, status, action, json }) => execution::list(&api, n, status, action, json).await,
         Command::Execution(ExecutionCommand::Get { id, json, detail }) => execution::get(&api, &id, json, detail).await,

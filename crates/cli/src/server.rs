@@ -79,6 +79,7 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             api_url: public_url.clone(),
             env_allowlist: config.actionrunner.env_allowlist.clone(),
             mask_min_length: config.actionrunner.mask_min_length,
+            max_output_bytes: config.actionrunner.max_output_bytes,
             service_token_ttl: config.auth.service_token_ttl,
         },
     );
@@ -114,6 +115,7 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let stop_work = CancellationToken::new();
     let stop_http = CancellationToken::new();
     worker.start(stop_work.clone());
+    spawn_garbage_collector(Arc::clone(&state.store), &config, stop_work.clone());
     let http = tokio::spawn(squall_server::serve(listeners, squall_server::router(state), stop_http.clone()));
     for a in &addrs {
         tracing::info!("listening on http://{a}");
@@ -129,6 +131,28 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Runs a retention pass every `collection_interval` (the first a few seconds after start).
+fn spawn_garbage_collector(store: Arc<dyn Store>, config: &Config, stop: CancellationToken) {
+    let gc = config.garbagecollector.clone();
+    let policy = gc.policy();
+    tokio::spawn(async move {
+        let mut next = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {}
+            }
+            let now = squall_core::Timestamp::now();
+            match squall_store::retention::collect(&*store, &policy, now, Duration::from_secs(gc.sleep_delay)).await {
+                Ok(p) if p.executions + p.outputs > 0 => tracing::info!(executions = p.executions, outputs = p.outputs, "garbage collection"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "garbage collection failed; will retry"),
+            }
+            next = tokio::time::Instant::now() + Duration::from_secs(gc.collection_interval);
+        }
+    });
 }
 
 /// The administrator created on first start.

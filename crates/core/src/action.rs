@@ -217,7 +217,41 @@ fn builtin_runners() -> Vec<RunnerType> {
             script_params,
         ),
         runner("noop", "A runner which does nothing.", "noop_runner", "noop_runner", json!({})),
+        python_runner(),
     ]
+}
+
+/// `python-script`: a Python `Action` class from a pack (runner semantics §6, wire contract §7.3).
+fn python_runner() -> RunnerType {
+    let mut python = runner(
+        "python-script",
+        "A runner for launching python actions.",
+        "python_runner",
+        "python_runner",
+        json!({
+            "debug": {"description": "Enable runner debug mode.", "type": "boolean", "default": false},
+            "content_version": {"description": "Git revision of the pack content to use for this action execution (git commit sha / tag / branch). Only applies to packs which are git repositories.", "type": "string"},
+            "env": {"description": "Environment variables which will be available to the script.", "type": "object"},
+            "timeout": {"description": "Action timeout in seconds. Action will get killed if it doesn't finish in timeout seconds.", "type": "integer", "default": 600},
+            "log_level": {
+                "description": "Log level of the action's logger (self.logger); it writes to stderr.",
+                "type": "string",
+                "default": "DEBUG",
+                "enum": ["AUDIT", "CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+            }
+        }),
+    );
+    python.output_key = Some("result".into());
+    let any = json!([{"type": "object"}, {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}, {"type": "array"}, {"type": "null"}]);
+    python.output_schema = json!({
+        "result": {"anyOf": any},
+        "stderr": {"type": "string", "required": true},
+        "stdout": {"type": "string", "required": true},
+        "exit_code": {"type": "integer", "required": true}
+    })
+    .as_object()
+    .cloned();
+    python
 }
 
 fn merge_into(target: &mut Value, extra: &Value) {
@@ -291,6 +325,10 @@ mod tests {
         assert_eq!(c.action(&local.id).unwrap().ref_, "core.local");
         assert_eq!(local.uid, "action:core:local");
         assert!(c.runner("local-shell-cmd").unwrap().runner_parameters.contains_key("cmd"));
+        let python = c.runner("python-script").unwrap();
+        assert_eq!(python.output_key.as_deref(), Some("result"));
+        assert_eq!(python.runner_parameters["timeout"]["default"], 600);
+        assert_eq!(python.output_schema.as_ref().unwrap()["exit_code"]["type"], "integer");
     }
 
     #[test]

@@ -48,6 +48,21 @@ pub struct Execution {
     /// Where it ran: `{"hostname": …, "pid": …}` of the runner process.
     #[serde(default)]
     pub runner_info: Option<Value>,
+    /// How much output it produced, and whether the size limit cut some of it.
+    #[serde(default)]
+    pub output: Option<OutputStats>,
+}
+
+/// Output totals of an execution, recorded when it ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputStats {
+    /// Bytes the process wrote to stdout (after masking), stored or not.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// `[actionrunner] max_output_bytes` was reached: the middle of the output was dropped.
+    pub truncated: bool,
+    /// Bytes dropped between the kept head and tail.
+    pub omitted_bytes: u64,
 }
 
 impl Execution {
@@ -78,6 +93,7 @@ impl Execution {
             parent: None,
             children: Vec::new(),
             runner_info: None,
+            output: None,
         }
     }
 

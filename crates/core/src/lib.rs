@@ -13,7 +13,7 @@ pub mod status;
 pub mod time;
 
 pub use action::{Action, Catalog, RunnerType};
-pub use execution::{Execution, LogEntry};
+pub use execution::{Execution, LogEntry, OutputStats};
 pub use output::{OutputRecord, StreamKind};
 pub use status::Status;
 pub use time::Timestamp;

@@ -5,6 +5,7 @@ pub mod capture;
 pub mod content;
 pub mod local;
 pub mod process;
+pub mod python;
 pub mod worker;
 pub mod writer;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use squall_bus::{Bus, ChangeKind, WorkQueue};
 use squall_core::shell::{Exit, shell_result, status_for};
-use squall_core::{Execution, Status, params};
+use squall_core::{Execution, OutputStats, Status, params};
 use squall_store::{Store, StoreError, TokenRecord};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,21 @@ pub struct RunnerSettings {
     pub mask_min_length: usize,
     /// Lifetime of `ST2_ACTION_AUTH_TOKEN`, seconds (it is revoked when the execution ends).
     pub service_token_ttl: u64,
+    /// Most output bytes stored per execution (0: unlimited); see `LogWriter::limit`.
+    pub max_output_bytes: u64,
+}
+
+/// How an execution ended, as the runner saw it.
+pub struct Outcome {
+    pub status: Status,
+    pub result: Value,
+    pub output: Option<OutputStats>,
+}
+
+impl Outcome {
+    fn failed(result: Value) -> Outcome {
+        Outcome { status: Status::Failed, result, output: None }
+    }
 }
 
 /// Chunks in flight between capture and the log writer. When full, capture stops reading.
@@ -183,18 +198,18 @@ impl Worker {
     }
 
     /// Runs the action and returns its final status and result.
-    async fn execute(&self, e: &Execution, stopper: &Stopper) -> Result<(Status, Value), StoreError> {
+    async fn execute(&self, e: &Execution, stopper: &Stopper) -> Result<Outcome, StoreError> {
         let resolved = match params::resolve(&e.runner, &e.action, &e.parameters) {
             Ok(r) => r,
-            Err(err) => return Ok((Status::Failed, json!({"error": err.0}))),
+            Err(err) => return Ok(Outcome::failed(json!({"error": err.0}))),
         };
         match e.runner.name.as_str() {
-            "noop" => Ok((Status::Succeeded, shell_result(Exit::Code(0), "", ""))),
+            "noop" => Ok(Outcome { status: Status::Succeeded, result: shell_result(Exit::Code(0), "", ""), output: None }),
             "local-shell-cmd" | "local-shell-script" => {
                 let script = match e.runner.name.as_str() {
                     "local-shell-script" => match self.content.entry_point(&e.action) {
                         Some(path) => Some(path),
-                        None => return Ok((Status::Failed, json!({"error": format!("Action {} has no entry point in a loaded pack", e.action.ref_)}))),
+                        None => return Ok(Outcome::failed(json!({"error": format!("Action {} has no entry point in a loaded pack", e.action.ref_)}))),
                     },
                     _ => None,
                 };
@@ -215,20 +230,38 @@ impl Worker {
                 };
                 let outcome = match build_job(e, ctx) {
                     Ok(job) => self.supervise_local(e, job, &values, stopper).await,
-                    Err(message) => Ok((Status::Failed, json!({"error": message}))),
+                    Err(message) => Ok(Outcome::failed(json!({"error": message}))),
                 };
                 self.store.delete_token(&token_record.token_hash).await?;
                 outcome
             }
-            other => Ok((Status::Failed, json!({"error": format!("Runner type \"{other}\" is not available in this squall build")}))),
+            "python-script" => {
+                let (token, token_record) = TokenRecord::issue(e.user(), self.settings.service_token_ttl, true);
+                self.store.insert_token(&token_record).await?;
+                let mut base_env = self.base_env(e);
+                base_env.insert("ST2_ACTION_AUTH_TOKEN".into(), token.clone());
+                let mut values = secret_values(&resolved, &params::secret_names(&e.runner, &e.action));
+                values.push(token);
+                let writer = LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes)
+                    .masking(&values, self.settings.mask_min_length)
+                    .limit(self.settings.max_output_bytes);
+                let grace = self.settings.kill_grace;
+                let ctx = crate::python::PythonContext { resolved: &resolved, content: &self.content, base_env, grace, capture_queue: CAPTURE_QUEUE };
+                let ran = crate::python::execute(e, ctx, writer, stopper).await;
+                self.store.delete_token(&token_record.token_hash).await?;
+                let (status, result, summary) = ran?;
+                Ok(Outcome { status, result, output: summary.map(|s| s.stats) })
+            }
+            other => Ok(Outcome::failed(json!({"error": format!("Runner type \"{other}\" is not available in this squall build")}))),
         }
     }
 
-    async fn supervise_local(&self, e: &Execution, job: crate::process::Job, secrets: &[String], stopper: &Stopper) -> Result<(Status, Value), StoreError> {
+    async fn supervise_local(&self, e: &Execution, job: crate::process::Job, secrets: &[String], stopper: &Stopper) -> Result<Outcome, StoreError> {
         let timeout_secs = job.timeout.map_or(0, |t| t.as_secs());
         let (tx, rx) = mpsc::channel(CAPTURE_QUEUE);
         let writer = LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes)
-            .masking(secrets, self.settings.mask_min_length);
+            .masking(secrets, self.settings.mask_min_length)
+            .limit(self.settings.max_output_bytes);
         let writing = tokio::spawn(writer.run(rx));
         let ended = supervise(job, stopper, tx).await;
         let summary = writing.await.expect("log writer task")?;
@@ -236,7 +269,7 @@ impl Worker {
             Ok(ended) => ended,
             Err(err) => {
                 let message = format!("Failed to start the action's process: {err}");
-                return Ok((Status::Failed, json!({"failed": true, "succeeded": false, "return_code": -1, "stdout": "", "stderr": "", "error": message})));
+                return Ok(Outcome::failed(json!({"failed": true, "succeeded": false, "return_code": -1, "stdout": "", "stderr": "", "error": message})));
             }
         };
         let exit = match ended.stopped {
@@ -249,12 +282,13 @@ impl Worker {
         if ended.stopped == Some(StopReason::Shutdown) {
             result["error"] = json!("squall shut down before the action finished");
         }
-        Ok((status_for(exit), result))
+        Ok(Outcome { status: status_for(exit), result, output: Some(summary.stats) })
     }
 
     /// Records the final status. A cancel that raced with the end wins: the user asked for it.
-    async fn finish(&self, mut e: Execution, (status, result): (Status, Value)) -> Result<(), StoreError> {
+    async fn finish(&self, mut e: Execution, Outcome { status, result, output }: Outcome) -> Result<(), StoreError> {
         e.result = Some(result);
+        e.output = output;
         if status != Status::Canceled && self.advance(&mut e, status, None).await? {
             return Ok(());
         }
@@ -262,6 +296,7 @@ impl Worker {
         if matches!(current.status, Status::Canceling | Status::Running) {
             let user = current.context.get("cancelled_by").cloned().unwrap_or(Value::Null);
             current.result = Some(json!({"message": "Action canceled by user.", "user": user}));
+            current.output = output;
             self.advance(&mut current, Status::Canceled, None).await?;
         }
         Ok(())

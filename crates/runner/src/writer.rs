@@ -2,12 +2,13 @@
 //! capture has produced while the previous commit was running (group commit), commits the batch,
 //! and only then publishes it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use squall_bus::{Bus, RecordSource};
 use squall_core::mask::Masker;
-use squall_core::{Execution, OutputRecord, StreamKind, Timestamp};
+use squall_core::{Execution, OutputRecord, OutputStats, StreamKind, Timestamp};
 use squall_store::{Store, StoreError};
 use tokio::sync::mpsc;
 
@@ -76,6 +77,29 @@ pub struct WriterSummary {
     pub last_seq: u64,
     pub stdout: HeadTail,
     pub stderr: HeadTail,
+    pub stats: OutputStats,
+}
+
+/// `[actionrunner] max_output_bytes`: the first half is stored as it comes; past it, a rolling
+/// last half is kept in memory and stored, after a marker naming what was omitted, when the
+/// streams close. Viewers see a marker live the moment the limit is reached.
+#[derive(Debug, Default)]
+struct Limit {
+    /// 0: unlimited.
+    max: u64,
+    stored: u64,
+    tail: VecDeque<Chunk>,
+    tail_bytes: u64,
+}
+
+impl Limit {
+    fn head_budget(&self) -> u64 {
+        self.max / 2
+    }
+
+    fn tail_budget(&self) -> u64 {
+        self.max - self.head_budget()
+    }
 }
 
 /// Writes one execution's log.
@@ -91,6 +115,7 @@ pub struct LogWriter {
     summary: WriterSummary,
     /// Secret masking for stdout and stderr, applied before anything is stored or published.
     maskers: [Masker; 2],
+    limit: Limit,
 }
 
 impl LogWriter {
@@ -103,9 +128,21 @@ impl LogWriter {
             publish,
             next_seq: 1,
             offsets: [0; 3],
-            summary: WriterSummary { last_seq: 0, stdout: HeadTail::new(result_limit), stderr: HeadTail::new(result_limit) },
+            summary: WriterSummary {
+                last_seq: 0,
+                stdout: HeadTail::new(result_limit),
+                stderr: HeadTail::new(result_limit),
+                stats: OutputStats::default(),
+            },
             maskers: [Masker::new(Vec::<String>::new(), 1), Masker::new(Vec::<String>::new(), 1)],
+            limit: Limit::default(),
         }
+    }
+
+    /// Stores at most `max_bytes` of stdout and stderr together (0: no limit).
+    pub fn limit(mut self, max_bytes: u64) -> LogWriter {
+        self.limit.max = max_bytes;
+        self
     }
 
     /// Masks these values (those of at least `min_length` bytes) in everything written.
@@ -145,18 +182,81 @@ impl LogWriter {
             .map(|(stream, m)| Chunk { stream, data: m.finish().into() })
             .collect();
         self.commit(held.into_iter()).await?;
+        if self.summary.stats.truncated {
+            let marker = format!("… {} bytes omitted …\n", self.summary.stats.omitted_bytes);
+            let tail: Vec<Chunk> = std::mem::take(&mut self.limit.tail).into();
+            self.limit.max = 0; // the tail is stored whole
+            self.store_records(std::iter::once(Chunk { stream: StreamKind::Output, data: marker.into() }).chain(tail)).await?;
+        }
         self.summary.last_seq = self.next_seq - 1;
         Ok(self.summary)
     }
 
-    /// Coalesces adjacent chunks of the same stream (up to [`MAX_RECORD`]), numbers them,
-    /// stores them in one transaction and then publishes them.
+    /// Masks chunks, applies the size limit, and stores what is kept.
     pub async fn commit(&mut self, chunks: impl Iterator<Item = Chunk>) -> Result<(), StoreError> {
-        let mut merged: Vec<(StreamKind, BytesMut)> = Vec::new();
+        let mut kept = Vec::new();
         for mut chunk in chunks {
             if let Some(masker) = self.maskers.get_mut(chunk.stream.code() as usize - 1).filter(|m| !m.is_empty()) {
                 chunk.data = masker.push(&chunk.data).into();
             }
+            match chunk.stream {
+                StreamKind::Stdout => self.summary.stats.stdout_bytes += chunk.data.len() as u64,
+                StreamKind::Stderr => self.summary.stats.stderr_bytes += chunk.data.len() as u64,
+                StreamKind::Output => {}
+            }
+            self.apply_limit(chunk, &mut kept);
+        }
+        self.store_records(kept.into_iter()).await
+    }
+
+    /// Passes `chunk` on while the head budget lasts; past it, keeps it in the rolling tail.
+    fn apply_limit(&mut self, mut chunk: Chunk, kept: &mut Vec<Chunk>) {
+        let limit = &mut self.limit;
+        if limit.max == 0 || chunk.stream == StreamKind::Output || chunk.data.is_empty() {
+            kept.push(chunk);
+            return;
+        }
+        if !self.summary.stats.truncated {
+            let room = limit.head_budget().saturating_sub(limit.stored) as usize;
+            if chunk.data.len() <= room {
+                limit.stored += chunk.data.len() as u64;
+                kept.push(chunk);
+                return;
+            }
+            let cut = crate::capture::utf8_safe_len(&chunk.data[..room]);
+            let head = chunk.data.split_to(cut);
+            limit.stored += head.len() as u64;
+            if !head.is_empty() {
+                kept.push(Chunk { stream: chunk.stream, data: head });
+            }
+            let note = format!(
+                "… output limit reached (max_output_bytes = {}): the rest is kept as a rolling last {} bytes, stored when the action ends …\n",
+                limit.max,
+                limit.tail_budget()
+            );
+            kept.push(Chunk { stream: StreamKind::Output, data: note.into() });
+            self.summary.stats.truncated = true;
+        }
+        limit.tail_bytes += chunk.data.len() as u64;
+        limit.tail.push_back(chunk);
+        while limit.tail_bytes > limit.tail_budget() {
+            let excess = (limit.tail_bytes - limit.tail_budget()) as usize;
+            let front = limit.tail.front_mut().expect("tail holds the excess");
+            let drop = excess.min(front.data.len());
+            let _ = front.data.split_to(drop);
+            if front.data.is_empty() {
+                limit.tail.pop_front();
+            }
+            limit.tail_bytes -= drop as u64;
+            self.summary.stats.omitted_bytes += drop as u64;
+        }
+    }
+
+    /// Coalesces adjacent chunks of the same stream (up to [`MAX_RECORD`]), numbers them,
+    /// stores them in one transaction and then publishes them.
+    async fn store_records(&mut self, chunks: impl Iterator<Item = Chunk>) -> Result<(), StoreError> {
+        let mut merged: Vec<(StreamKind, BytesMut)> = Vec::new();
+        for chunk in chunks {
             if chunk.data.is_empty() {
                 continue;
             }

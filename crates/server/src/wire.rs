@@ -59,6 +59,9 @@ pub fn execution_json(e: &Execution, show_secrets: bool, settings: &WireSettings
         "delay": e.delay,
         "parent": e.parent,
         "children": e.children,
+        // squall's own: output totals, and whether `max_output_bytes` cut the middle out.
+        "output_truncated": e.output.is_some_and(|o| o.truncated),
+        "output_bytes": e.output.map(|o| json!({"stdout": o.stdout_bytes, "stderr": o.stderr_bytes, "omitted": o.omitted_bytes})),
     });
     drop_falsy(&mut doc);
     doc

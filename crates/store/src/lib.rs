@@ -85,12 +85,12 @@ pub trait Store: Send + Sync + 'static {
     /// which then deletes them in batches.
     async fn purgeable(&self, scope: &PurgeScope, limit: u32) -> Result<Vec<String>>;
 
-    /// Deletes up to `limit` output records of `execution_id`; returns how many went. Called in
-    /// a loop, so no single transaction holds the database for long.
-    async fn delete_output_batch(&self, execution_id: &str, limit: u32) -> Result<u64>;
+    /// Deletes up to `limit` output records of these executions; returns how many went. Called
+    /// in a loop, so no single transaction holds the database for long.
+    async fn delete_output_batch(&self, execution_ids: &[String], limit: u32) -> Result<u64>;
 
-    /// Deletes an execution row (its output must be gone already).
-    async fn delete_execution(&self, execution_id: &str) -> Result<bool>;
+    /// Deletes execution rows (their output must be gone already); returns how many went.
+    async fn delete_executions(&self, execution_ids: &[String]) -> Result<u64>;
 
     /// Returns freed pages to the file system, a bounded number at a time.
     async fn reclaim_space(&self) -> Result<()>;

@@ -11,7 +11,7 @@ use crate::{PurgeScope, Result, Store};
 /// StackStorm's minimum TTL, in days.
 pub const MIN_TTL_DAYS: u64 = 1;
 /// Executions handled per query.
-const ID_BATCH: u32 = 500;
+const ID_BATCH: u32 = 200;
 /// Output records deleted per transaction.
 const RECORD_BATCH: u32 = 2000;
 
@@ -87,25 +87,22 @@ pub async fn count(store: &dyn Store, scope: &PurgeScope) -> Result<u64> {
 }
 
 /// Deletes every execution in `scope` with its output; `progress` gets the running count.
-pub async fn purge_executions(store: &dyn Store, scope: &PurgeScope, progress: &mut dyn FnMut(u64)) -> Result<u64> {
+pub async fn purge_executions(store: &dyn Store, scope: &PurgeScope, progress: &mut (dyn FnMut(u64) + Send)) -> Result<u64> {
     let mut done = 0;
     loop {
         let ids = store.purgeable(scope, ID_BATCH).await?;
         if ids.is_empty() {
             return Ok(done);
         }
-        for id in ids {
-            delete_output(store, &id).await?;
-            if store.delete_execution(&id).await? {
-                done += 1;
-                progress(done);
-            }
-        }
+        delete_output(store, &ids).await?;
+        done += store.delete_executions(&ids).await?;
+        progress(done);
+        tokio::task::yield_now().await;
     }
 }
 
 /// Deletes the output of every execution in `scope` (the executions stay).
-pub async fn purge_output(store: &dyn Store, scope: &PurgeScope, progress: &mut dyn FnMut(u64)) -> Result<u64> {
+pub async fn purge_output(store: &dyn Store, scope: &PurgeScope, progress: &mut (dyn FnMut(u64) + Send)) -> Result<u64> {
     let scope = PurgeScope { with_output: true, ..scope.clone() };
     let mut done = 0;
     loop {
@@ -113,16 +110,14 @@ pub async fn purge_output(store: &dyn Store, scope: &PurgeScope, progress: &mut 
         if ids.is_empty() {
             return Ok(done);
         }
-        for id in ids {
-            delete_output(store, &id).await?;
-            done += 1;
-            progress(done);
-        }
+        delete_output(store, &ids).await?;
+        done += ids.len() as u64;
+        progress(done);
     }
 }
 
-async fn delete_output(store: &dyn Store, id: &str) -> Result<()> {
-    while store.delete_output_batch(id, RECORD_BATCH).await? > 0 {
+async fn delete_output(store: &dyn Store, ids: &[String]) -> Result<()> {
+    while store.delete_output_batch(ids, RECORD_BATCH).await? > 0 {
         tokio::task::yield_now().await;
     }
     Ok(())

@@ -313,23 +313,30 @@ impl Store for SqliteStore {
         rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
     }
 
-    async fn delete_output_batch(&self, execution_id: &str, limit: u32) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM output WHERE rowid IN (SELECT rowid FROM output WHERE execution_id = ? LIMIT ?)")
-            .bind(execution_id)
-            .bind(i64::from(limit))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+    async fn delete_output_batch(&self, execution_ids: &[String], limit: u32) -> Result<u64> {
+        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM output WHERE rowid IN (SELECT rowid FROM output WHERE execution_id IN (");
+        push_list(&mut q, execution_ids);
+        q.push(") LIMIT ").push_bind(i64::from(limit)).push(")");
+        Ok(q.build().execute(&self.pool).await?.rows_affected())
     }
 
-    async fn delete_execution(&self, execution_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM executions WHERE id = ?").bind(execution_id).execute(&self.pool).await?;
-        Ok(done.rows_affected() == 1)
+    async fn delete_executions(&self, execution_ids: &[String]) -> Result<u64> {
+        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM executions WHERE id IN (");
+        push_list(&mut q, execution_ids);
+        q.push(")");
+        Ok(q.build().execute(&self.pool).await?.rows_affected())
     }
 
     async fn reclaim_space(&self) -> Result<()> {
         sqlx::query("PRAGMA incremental_vacuum(4096)").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+fn push_list(q: &mut QueryBuilder<Sqlite>, items: &[String]) {
+    let mut list = q.separated(", ");
+    for item in items {
+        list.push_bind(item.clone());
     }
 }
 

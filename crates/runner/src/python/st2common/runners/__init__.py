@@ -1,0 +1,1 @@
+"""Runner helpers for Python actions run by squall (see ``base_action``)."""
