@@ -37,18 +37,8 @@ enum Command {
     Run {
         /// Action reference, e.g. core.local
         action: String,
-        /// Parameters as key=value; words without `=` form `cmd` (put them after `--` if they start with `-`)
-        #[arg(value_name = "KEY=VALUE")]
-        parameters: Vec<String>,
-        /// Print the execution id and return at once
-        #[arg(long = "async", short = 'a', conflicts_with = "tail")]
-        asynchronous: bool,
-        /// Stream the output live while it runs
-        #[arg(long)]
-        tail: bool,
-        /// Print JSON
-        #[arg(long, short = 'j')]
-        json: bool,
+        #[command(flatten)]
+        options: RunOptions,
     },
     /// Inspect and control executions.
     #[command(subcommand)]
@@ -82,6 +72,34 @@ enum Command {
     Purge(purge::PurgeCommand),
 }
 
+/// How `run` and `re-run` take parameters and wait.
+#[derive(clap::Args)]
+struct RunOptions {
+    /// Parameters as key=value; words without `=` form `cmd` (put them after `--` if they start with `-`)
+    #[arg(value_name = "KEY=VALUE")]
+    parameters: Vec<String>,
+    /// Print the execution id and return at once
+    #[arg(long = "async", short = 'a', conflicts_with = "tail")]
+    asynchronous: bool,
+    /// Stream the output live while it runs
+    #[arg(long)]
+    tail: bool,
+    /// Print JSON
+    #[arg(long, short = 'j')]
+    json: bool,
+}
+
+impl RunOptions {
+    fn wait(&self) -> client::execution::Wait {
+        use client::execution::Wait;
+        match (self.asynchronous, self.tail) {
+            (true, _) => Wait::Async,
+            (_, true) => Wait::Tail,
+            _ => Wait::Result,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum ExecutionCommand {
     /// The most recent executions, newest last.
@@ -113,14 +131,8 @@ enum ExecutionCommand {
     #[command(name = "re-run")]
     ReRun {
         id: String,
-        #[arg(value_name = "KEY=VALUE")]
-        parameters: Vec<String>,
-        #[arg(long = "async", short = 'a', conflicts_with = "tail")]
-        asynchronous: bool,
-        #[arg(long)]
-        tail: bool,
-        #[arg(long, short = 'j')]
-        json: bool,
+        #[command(flatten)]
+        options: RunOptions,
     },
     /// The stored output so far, byte-exact (does not wait).
     Output {
@@ -248,7 +260,7 @@ fn client_main(url: Option<String>, command: Command) -> ExitCode {
 }
 
 async fn run_client(url: Option<String>, command: Command) -> client::CliResult<u8> {
-    use client::execution::{self, Wait};
+    use client::execution;
     use client::{action, auth, tail};
     if let Command::User(cmd) = &command {
         return match cmd {
@@ -258,20 +270,13 @@ async fn run_client(url: Option<String>, command: Command) -> client::CliResult<
         };
     }
     let api = client::Api::new(&client::resolve_url(url)?)?;
-    let wait = |asynchronous: bool, tail: bool| match (asynchronous, tail) {
-        (true, _) => Wait::Async,
-        (_, true) => Wait::Tail,
-        _ => Wait::Result,
-    };
     match command {
         Command::Server(_) | Command::Bench(_) | Command::Purge(_) => unreachable!("handled in main"),
-        Command::Run { action, parameters, asynchronous, tail, json } => execution::run(&api, &action, &parameters, wait(asynchronous, tail), json).await,
+        Command::Run { action, options } => execution::run(&api, &action, &options.parameters, options.wait(), options.json).await,
         Command::Execution(ExecutionCommand::List { n, status, action, json }) => execution::list(&api, n, status, action, json).await,
         Command::Execution(ExecutionCommand::Get { id, json, detail }) => execution::get(&api, &id, json, detail).await,
         Command::Execution(ExecutionCommand::Cancel { id }) => execution::cancel(&api, &id).await,
-        Command::Execution(ExecutionCommand::ReRun { id, parameters, asynchronous, tail, json }) => {
-            execution::rerun(&api, &id, &parameters, wait(asynchronous, tail), json).await
-        }
+        Command::Execution(ExecutionCommand::ReRun { id, options }) => execution::rerun(&api, &id, &options.parameters, options.wait(), options.json).await,
         Command::Execution(ExecutionCommand::Output { id, kind }) => execution::output(&api, &id, kind.as_deref()).await,
         Command::Execution(ExecutionCommand::Tail { id, kind, include_metadata, timestamps, only_new }) => {
             tail::tail(&api, &id, &tail::TailOptions { kind, include_metadata, timestamps, only_new }).await

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use serde_json::Value;
 
-use super::paged;
+use super::paged_slice;
 use crate::AppState;
 use crate::auth::Principal;
 use crate::rbac::Resource;
@@ -35,18 +35,12 @@ pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params, ca
         .filter(|a| ids.as_ref().is_none_or(|i| i.contains(&a.id)))
         .filter(|a| tags.as_ref().is_none_or(|t| a.tags.iter().any(|tag| tag.get("name").and_then(Value::as_str).is_some_and(|n| t.iter().any(|x| x == n)))))
         .collect();
-    let total = matching.len() as u64;
-    let items = matching
-        .into_iter()
-        .skip(offset as usize)
-        .take(limit.unwrap_or(u64::MAX) as usize)
-        .map(|a| {
-            let mut doc = action_json(a);
-            attributes.apply(&mut doc, &["id", "ref", "name", "pack"]);
-            doc
-        })
-        .collect();
-    Ok(paged(items, total, limit.filter(|l| *l != u64::MAX)))
+    let limit = limit.filter(|l| *l != u64::MAX);
+    Ok(paged_slice(matching, offset, limit, |a| {
+        let mut doc = action_json(a);
+        attributes.apply(&mut doc, &["id", "ref", "name", "pack"]);
+        doc
+    }))
 }
 
 pub async fn get_action(State(state): State<Arc<AppState>>, Path(ref_or_id): Path<String>, caller: Principal) -> ApiResult<Json<Value>> {
@@ -73,18 +67,11 @@ pub async fn list_runners(State(state): State<Arc<AppState>>, params: Params) ->
         .filter(|r| names.as_ref().is_none_or(|n| n.contains(&r.name)))
         .filter(|r| ids.as_ref().is_none_or(|i| i.contains(&r.id)))
         .collect();
-    let total = matching.len() as u64;
-    let items = matching
-        .into_iter()
-        .skip(offset as usize)
-        .take(limit.unwrap_or(u64::MAX) as usize)
-        .map(|r| {
-            let mut doc = runner_json(r);
-            attributes.apply(&mut doc, &["id", "name"]);
-            doc
-        })
-        .collect();
-    Ok(paged(items, total, limit))
+    Ok(paged_slice(matching, offset, limit, |r| {
+        let mut doc = runner_json(r);
+        attributes.apply(&mut doc, &["id", "name"]);
+        doc
+    }))
 }
 
 pub async fn get_runner(State(state): State<Arc<AppState>>, Path(name_or_id): Path<String>) -> ApiResult<Json<Value>> {

@@ -8,17 +8,23 @@ pub mod stream;
 
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 /// A list response with StackStorm's paging headers.
-pub fn paged(items: Vec<Value>, total: u64, limit: Option<u64>) -> impl IntoResponse {
+pub fn paged(items: Vec<Value>, total: u64, limit: Option<u64>) -> (HeaderMap, Json<Value>) {
     let mut headers = HeaderMap::new();
     headers.insert("X-Total-Count", HeaderValue::from(total));
     if let Some(limit) = limit {
         headers.insert("X-Limit", HeaderValue::from(limit));
     }
     (headers, Json(Value::Array(items)))
+}
+
+/// One page (`offset`, `limit`) of in-memory matches, rendered, with the paging headers.
+pub fn paged_slice<T>(matching: Vec<T>, offset: u64, limit: Option<u64>, render: impl Fn(T) -> Value) -> (HeaderMap, Json<Value>) {
+    let total = matching.len() as u64;
+    let items = matching.into_iter().skip(offset as usize).take(limit.unwrap_or(u64::MAX) as usize).map(render).collect();
+    paged(items, total, limit)
 }
 
 /// `GET /v1/` — the API's version document.
