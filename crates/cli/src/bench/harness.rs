@@ -283,6 +283,30 @@ pub fn bench_cpu_s() -> f64 {
     })
 }
 
+/// CPU seconds every process on the machine used so far (`/proc/stat`, all CPUs, busy time).
+pub fn machine_busy_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+    let f: Vec<f64> = line.split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0.0)).collect();
+    // user nice system idle iowait irq softirq steal …: everything but idle and iowait.
+    let busy: f64 = f.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4 && *i < 8).map(|(_, v)| v).sum();
+    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64;
+    busy / tick
+}
+
+/// CPU seconds of the bench and of everything it started and reaped (the server, the
+/// baseline commands, and through the server the actions).
+pub fn own_cpu_s() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let t = |who| {
+        getrusage(who).map_or(0.0, |u| {
+            let s = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            s(u.user_time()) + s(u.system_time())
+        })
+    };
+    t(UsageWho::RUSAGE_SELF) + t(UsageWho::RUSAGE_CHILDREN)
+}
+
 /// Runs `sh -c cmd` directly (no squall) and times it from spawn to exit.
 pub async fn time_shell(cmd: &str) -> Result<Duration> {
     let started = Instant::now();
@@ -356,6 +380,10 @@ pub fn quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
+pub fn nproc() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// This machine, for the report.
 pub fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -369,7 +397,7 @@ pub fn machine() -> Value {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     json!({
-        "nproc": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "nproc": nproc(),
         "cpu_model": model.unwrap_or_else(|| "unknown".into()),
         "memory_gib": (mem_kib as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),

@@ -221,6 +221,8 @@ pub struct OutputParser {
     len: u64,
     data: Vec<u8>,
     high: Option<u32>,
+    /// The current string is decoded byte by byte (the counting fast path declined it).
+    exact: bool,
     record_done: bool,
     /// Bytes fed so far (including SSE framing).
     pub wire_bytes: u64,
@@ -241,6 +243,7 @@ impl OutputParser {
             len: 0,
             data: Vec::new(),
             high: None,
+            exact: false,
             record_done: false,
             wire_bytes: 0,
         }
@@ -337,11 +340,25 @@ impl OutputParser {
                         self.st = St::Str;
                     }
                 }
+                St::Str if !self.collect && !self.exact => match count_plain_escapes(rest) {
+                    // Counting only, and the span holds nothing but two-byte escapes: each
+                    // backslash stands for one byte less.
+                    Some(((span, backslashes), quoted)) => {
+                        i += span + usize::from(quoted);
+                        self.len += (span - backslashes) as u64;
+                        if quoted {
+                            self.st = St::Tail;
+                        }
+                    }
+                    // The rest of this string goes the exact way (never rescanned).
+                    None => self.exact = true,
+                },
                 St::Str => match memchr::memchr2(b'"', b'\\', rest) {
                     Some(p) => {
                         self.push_data(&rest[..p]);
                         i += p + 1;
                         self.st = if rest[p] == b'"' { St::Tail } else { St::Escape };
+                        self.exact &= self.st != St::Tail;
                     }
                     None => {
                         self.push_data(rest);
@@ -398,6 +415,7 @@ impl OutputParser {
         self.len = 0;
         self.data.clear();
         self.high = None;
+        self.exact = false;
     }
 
     fn end_frame(&mut self, on: &mut impl FnMut(OutputEvent<'_>)) {
@@ -410,6 +428,22 @@ impl OutputParser {
         }
         self.event.clear();
     }
+}
+
+/// The fast path of the counting parser, over the string bytes in `rest`: up to the next `"`
+/// (or the end of `rest`), when that span holds only two-byte escapes (`\n`, `\t`, `\"`…, no
+/// `\\` and no `\u`) and does not end inside an escape. Returns `((span length, backslashes),
+/// whether the closing quote ends the span)`; `None` sends the bytes to the exact path.
+fn count_plain_escapes(rest: &[u8]) -> Option<((usize, usize), bool)> {
+    let end = memchr::memchr(b'"', rest);
+    let span = &rest[..end.unwrap_or(rest.len())];
+    let backslashes = span.iter().filter(|&&b| b == b'\\').count();
+    if backslashes > 0
+        && (span.last() == Some(&b'\\') || memchr::memmem::find(span, b"\\\\").is_some() || memchr::memmem::find(span, b"\\u").is_some())
+    {
+        return None;
+    }
+    Some(((span.len(), backslashes), end.is_some()))
 }
 
 fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
@@ -466,6 +500,33 @@ mod tests {
                 off += t.len() as u64;
             }
             assert_eq!((got[3].0, got[3].1), (3, u64::MAX));
+        }
+    }
+
+    #[test]
+    fn counting_matches_collecting() {
+        let long = format!("{}\\\\x\"{}", "a\n".repeat(5000), "b\t".repeat(5000));
+        let texts = ["plain", "a\nb\tc\n", "q\"uote\\ and \\\" mixed\n", "uni \u{1} é 😀\n", "ends with backslash \\", "", long.as_str()];
+        let mut wire = String::new();
+        for (i, t) in texts.iter().enumerate() {
+            wire.push_str(&frame(i as u64 + 1, 0, t));
+        }
+        for step in [1, 2, 3, 5, 8, 13, 100_000] {
+            let collected = parse(wire.as_bytes(), step);
+            let mut counter = OutputParser::new(false);
+            let mut counted = Vec::new();
+            for piece in wire.as_bytes().chunks(step) {
+                counter.feed(piece, &mut |e| {
+                    if let OutputEvent::Record { len, .. } = e {
+                        counted.push(len)
+                    }
+                });
+            }
+            for (c, t) in collected.iter().zip(texts) {
+                assert_eq!(c.3, t.as_bytes(), "step {step}");
+            }
+            let expected: Vec<u64> = collected.iter().map(|c| c.3.len() as u64).collect();
+            assert_eq!(counted, expected, "step {step}");
         }
     }
 

@@ -200,14 +200,7 @@ pub struct Figs(pub Vec<Fig>);
 
 impl Figs {
     pub fn num(&mut self, key: &'static str, label: &'static str, value: f64, unit: &'static str) -> &mut Self {
-        let v = if !value.is_finite() {
-            Value::Null
-        } else if value.fract() == 0.0 && value.abs() < 9e15 {
-            json!(value as i64)
-        } else {
-            json!((value * 1e6).round() / 1e6)
-        };
-        self.0.push(Fig { key, label, unit, value: v });
+        self.0.push(Fig { key, label, unit, value: number(value) });
         self
     }
 
@@ -223,6 +216,17 @@ impl Figs {
 
     fn map(&self) -> Map<String, Value> {
         self.0.iter().map(|f| (f.key.to_string(), f.value.clone())).collect()
+    }
+}
+
+/// A figure as JSON: integers stay integers, other values keep six decimals, NaN is null.
+fn number(value: f64) -> Value {
+    if !value.is_finite() {
+        Value::Null
+    } else if value.fract() == 0.0 && value.abs() < 9e15 {
+        json!(value as i64)
+    } else {
+        json!((value * 1e6).round() / 1e6)
     }
 }
 
@@ -252,7 +256,7 @@ fn aggregate(figs: &[&Figs]) -> Figs {
         let value = match &f.value {
             Value::Number(_) => {
                 let mut nums: Vec<f64> = values.iter().filter_map(|v| v.as_f64()).collect();
-                json!(stats::median(&mut nums))
+                number(stats::median(&mut nums))
             }
             Value::Bool(_) => Value::Bool(values.iter().all(|v| v.as_bool() == Some(true))),
             other => other.clone(),
@@ -321,6 +325,7 @@ async fn bench(args: BenchArgs) -> ExitCode {
         if args.runs > 1 && !args.json {
             eprintln!("run {}/{} …", i + 1, args.runs);
         }
+        let (busy0, own0, started) = (harness::machine_busy_s(), harness::own_cpu_s(), std::time::Instant::now());
         let outcome = match scenario {
             Scenario::Ingest => throughput::ingest(&ctx).await,
             Scenario::Lines => throughput::lines(&ctx).await,
@@ -335,7 +340,20 @@ async fn bench(args: BenchArgs) -> ExitCode {
         };
         match outcome {
             Ok(Run { unavailable: Some(reason), params, .. }) => return unavailable(scenario, head, &reason, &params, args.json),
-            Ok(run) => runs.push(run),
+            Ok(mut run) => {
+                // CPU that other processes on this machine used meanwhile: the figures are
+                // only as good as the machine was quiet.
+                let other = (harness::machine_busy_s() - busy0) - (harness::own_cpu_s() - own0);
+                let capacity = started.elapsed().as_secs_f64() * harness::nproc() as f64;
+                run.figures.num("other_cpu_share", "CPU used by other processes meanwhile", (other.max(0.0) / capacity * 1000.0).round() / 1000.0, "of the machine");
+                if other > 0.05 * capacity {
+                    run.notes.push(format!(
+                        "other processes used {:.0}% of the machine's CPU during a run; its figures are disturbed",
+                        100.0 * other / capacity
+                    ));
+                }
+                runs.push(run)
+            }
             Err(e) => {
                 if args.json {
                     head.insert("error".into(), json!(format!("{e:#}")));

@@ -156,8 +156,63 @@ struct Digest {
 impl Digest {
     fn eat(&mut self, b: &[u8]) {
         self.bytes += b.len() as u64;
-        self.sum = self.sum.wrapping_add(b.iter().map(|&x| u64::from(x)).sum::<u64>());
+        self.sum = self.sum.wrapping_add(byte_sum(b));
     }
+}
+
+/// The sum of the bytes, eight at a time (SWAR): two bytes per 16-bit lane, folded every 128
+/// words before a lane can overflow. Independent of how the bytes were split into reads.
+fn byte_sum(b: &[u8]) -> u64 {
+    const LANES: u64 = 0x00ff_00ff_00ff_00ff;
+    let mut words = b.chunks_exact(8);
+    let mut total = 0u64;
+    loop {
+        let (mut acc, mut n) = (0u64, 0);
+        for w in words.by_ref().take(128) {
+            let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            acc += (w & LANES) + ((w >> 8) & LANES);
+            n += 1;
+        }
+        total += (acc & 0xffff) + ((acc >> 16) & 0xffff) + ((acc >> 32) & 0xffff) + (acc >> 48);
+        if n < 128 {
+            break;
+        }
+    }
+    total + words.remainder().iter().map(|&x| u64::from(x)).sum::<u64>()
+}
+
+/// Reads a local file to its end with the join's client: the same read size, the same digest.
+fn read_file(path: &std::path::Path) -> std::io::Result<(Duration, Digest)> {
+    let t0 = Instant::now();
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; READ];
+    let mut d = Digest::default();
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        d.eat(&buf[..n]);
+    }
+    Ok((t0.elapsed(), d))
+}
+
+/// Joins the finished execution over `/stdout`: (request → first byte, request → end, digest).
+async fn read_stdout(server: &BenchServer, id: &str) -> Result<(Duration, Duration, Digest)> {
+    let t0 = Instant::now();
+    let mut stream = server.open(&format!("/v1/executions/{id}/stdout"), &[], READ).await?;
+    let mut first: Option<Instant> = None;
+    let mut d = Digest::default();
+    stream
+        .read_to_end(&mut |b| {
+            if first.is_none() && !b.is_empty() {
+                first = Some(Instant::now());
+            }
+            d.eat(b);
+        })
+        .await?;
+    let total = t0.elapsed();
+    Ok((first.map_or(total, |f| f - t0), total, d))
 }
 
 pub async fn join(ctx: &Ctx) -> Result<Run> {
@@ -174,42 +229,26 @@ pub async fn join(ctx: &Ctx) -> Result<Run> {
         bail!("the action ended {status} with {committed} of {bytes} bytes committed");
     }
 
-    // The same client reading the same bytes from a local file.
-    let path = file.clone();
-    let (file_time, file_digest) = tokio::task::spawn_blocking(move || -> std::io::Result<(Duration, Digest)> {
-        let t0 = Instant::now();
-        let mut f = std::fs::File::open(&path)?;
-        let mut buf = vec![0u8; READ];
-        let mut d = Digest::default();
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            d.eat(&buf[..n]);
-        }
-        Ok((t0.elapsed(), d))
-    })
-    .await??;
-    std::fs::remove_file(&file)?;
-
-    // Join over /stdout.
+    // Two rounds of: the same client reading the same bytes from a local file, then joining
+    // over /stdout. The first round pays for pages that are still being written back; the
+    // faster round of each counts. The first byte is the first join's.
+    let (mut file_time, mut join_time) = (Duration::MAX, Duration::MAX);
+    let (mut file_digest, mut d) = (Digest::default(), Digest::default());
+    let mut first_byte = None;
     let (cpu0, bench0) = (server.cpu(), harness::bench_cpu_s());
-    let t0 = Instant::now();
-    let mut stream = server.open(&format!("/v1/executions/{id}/stdout"), &[], READ).await?;
-    let mut first: Option<Instant> = None;
-    let mut d = Digest::default();
-    stream
-        .read_to_end(&mut |b| {
-            if first.is_none() && !b.is_empty() {
-                first = Some(Instant::now());
-            }
-            d.eat(b);
-        })
-        .await?;
-    let join_time = t0.elapsed();
-    let first_byte = first.map_or(join_time, |f| f - t0);
+    for _ in 0..2 {
+        let path = file.clone();
+        let (t, digest) = tokio::task::spawn_blocking(move || read_file(&path)).await??;
+        file_time = file_time.min(t);
+        file_digest = digest;
+        let (first, total, digest) = read_stdout(&server, &id).await?;
+        first_byte.get_or_insert(first);
+        join_time = join_time.min(total);
+        d = digest;
+    }
+    let first_byte = first_byte.unwrap_or_default();
     let (cpu, bench_cpu) = (server.cpu().since(cpu0), harness::bench_cpu_s() - bench0);
+    std::fs::remove_file(&file)?;
 
     // The same join over the SSE output stream, for comparison (no target).
     let t1 = Instant::now();
@@ -221,15 +260,15 @@ pub async fn join(ctx: &Ctx) -> Result<Run> {
     run.params.num("bytes", "bytes", bytes as f64, "").num("records", "records in the log", records as f64, "");
     run.figures
         .num("first_byte_ms", "/stdout: request → first byte", first_byte.as_secs_f64() * 1e3, "ms")
-        .num("elapsed_s", "/stdout: request → last byte", join_time.as_secs_f64(), "s")
+        .num("elapsed_s", "/stdout: request → last byte (faster round)", join_time.as_secs_f64(), "s")
         .num("throughput_mib_s", "/stdout throughput", bytes as f64 / MIB / join_time.as_secs_f64(), "MiB/s")
         .flag("every_byte", "every byte, same bytes as the file", d == file_digest && d.bytes == bytes)
-        .num("server_cpu_s", "server CPU during the /stdout join", cpu.own_s, "s")
-        .num("bench_cpu_s", "bench CPU during the /stdout join", bench_cpu, "s")
+        .num("server_cpu_s", "server CPU during both rounds", cpu.own_s, "s")
+        .num("bench_cpu_s", "bench CPU during both rounds", bench_cpu, "s")
         .num("sse_elapsed_s", "SSE output stream: request → EOF", sse_time.as_secs_f64(), "s")
         .num("sse_throughput_mib_s", "SSE output stream throughput", bytes as f64 / MIB / sse_time.as_secs_f64(), "MiB/s")
         .flag("sse_every_byte", "SSE: every byte", counted.contiguous && counted.eof && counted.bytes == bytes);
-    run.baseline.num("elapsed_s", "local file read, same client", file_time.as_secs_f64(), "s").num(
+    run.baseline.num("elapsed_s", "local file read, same client (faster round)", file_time.as_secs_f64(), "s").num(
         "throughput_mib_s",
         "local file throughput",
         bytes as f64 / MIB / file_time.as_secs_f64(),
@@ -237,4 +276,17 @@ pub async fn join(ctx: &Ctx) -> Result<Run> {
     );
     run.ratio = Some(join_time.as_secs_f64() / file_time.as_secs_f64());
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn byte_sum_is_the_sum_of_the_bytes() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let plain: u64 = data.iter().map(|&b| u64::from(b)).sum();
+        assert_eq!(super::byte_sum(&data), plain);
+        let split: u64 = data.chunks(1001).map(super::byte_sum).sum();
+        assert_eq!(split, plain);
+        assert_eq!(super::byte_sum(&[255; 8 * 128 * 3 + 5]), 255 * (8 * 128 * 3 + 5));
+    }
 }
