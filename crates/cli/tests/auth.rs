@@ -281,7 +281,7 @@ async fn secrets_are_masked_in_the_log_and_never_in_argv() {
     // process table can be inspected.
     write_file(
         &pack.join("actions/leak.sh"),
-        "#!/bin/sh\npw=\"${1#--password=}\"\ni=1\nwhile [ $i -le ${#pw} ]; do printf '%s' \"$(echo \"$pw\" | cut -c$i)\"; sleep 0.02; i=$((i+1)); done\necho\necho \"err:$pw\" >&2\necho \"token:$ST2_ACTION_AUTH_TOKEN\"\nsleep 1\n",
+        "#!/bin/sh\npw=\"${1#--password=}\"\ni=1\nwhile [ $i -le ${#pw} ]; do printf '%s' \"$(echo \"$pw\" | cut -c$i)\"; sleep 0.02; i=$((i+1)); done\necho\necho \"err:$pw\" >&2\necho \"token:$ST2_ACTION_AUTH_TOKEN\"\nsleep 1\nprintf 'ends-with:Tr0ub'\n",
     );
     let mut s = s;
     s.restart();
@@ -328,6 +328,7 @@ async fn secrets_are_masked_in_the_log_and_never_in_argv() {
         assert!(text.contains("********"), "{name}: {text}");
     }
     assert!(stored.contains("err:********"), "stderr masked too: {stored}");
+    assert!(stored.ends_with("ends-with:Tr0ub"), "a held-back prefix that never became the secret is released at the end: {stored}");
     // The action's own token is masked and revoked once the action is done.
     let action_token = stored.lines().find_map(|l| l.strip_prefix("token:")).unwrap();
     assert_eq!(action_token, "********");

@@ -176,12 +176,17 @@ impl LogWriter {
             self.commit(pending.drain(..)).await?;
         }
         // The streams are closed: whatever was held back as a possible secret prefix is not one.
+        // It is already masked, so it goes straight to `keep`.
         let held: Vec<Chunk> = [StreamKind::Stdout, StreamKind::Stderr]
             .into_iter()
             .zip(self.maskers.iter_mut())
             .map(|(stream, m)| Chunk { stream, data: m.finish().into() })
             .collect();
-        self.commit(held.into_iter()).await?;
+        let mut kept = Vec::new();
+        for chunk in held {
+            self.keep(chunk, &mut kept);
+        }
+        self.store_records(kept.into_iter()).await?;
         if self.summary.stats.truncated {
             let marker = format!("… {} bytes omitted …\n", self.summary.stats.omitted_bytes);
             let tail: Vec<Chunk> = std::mem::take(&mut self.limit.tail).into();
@@ -199,14 +204,19 @@ impl LogWriter {
             if let Some(masker) = self.maskers.get_mut(chunk.stream.code() as usize - 1).filter(|m| !m.is_empty()) {
                 chunk.data = masker.push(&chunk.data).into();
             }
-            match chunk.stream {
-                StreamKind::Stdout => self.summary.stats.stdout_bytes += chunk.data.len() as u64,
-                StreamKind::Stderr => self.summary.stats.stderr_bytes += chunk.data.len() as u64,
-                StreamKind::Output => {}
-            }
-            self.apply_limit(chunk, &mut kept);
+            self.keep(chunk, &mut kept);
         }
         self.store_records(kept.into_iter()).await
+    }
+
+    /// Counts a masked chunk and passes it through the size limit.
+    fn keep(&mut self, chunk: Chunk, kept: &mut Vec<Chunk>) {
+        match chunk.stream {
+            StreamKind::Stdout => self.summary.stats.stdout_bytes += chunk.data.len() as u64,
+            StreamKind::Stderr => self.summary.stats.stderr_bytes += chunk.data.len() as u64,
+            StreamKind::Output => {}
+        }
+        self.apply_limit(chunk, kept);
     }
 
     /// Passes `chunk` on while the head budget lasts; past it, keeps it in the rolling tail.
