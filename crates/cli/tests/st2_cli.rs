@@ -415,11 +415,20 @@ async fn execution_tail_finished_with_type_filters(layout: Layout) {
 async fn execution_tail_live_type_and_metadata(layout: Layout) {
     let s = Server::start();
     let st2 = St2::new(&s, layout);
-    let id = run_cmd(&s, "sleep 2; for i in 1 2 3; do echo tick $i; echo tock $i >&2; sleep 1; done", json!({})).await;
+    // The action waits for a file the test creates only once all three tails are attached, so
+    // they always take the live path however slowly Python starts on a loaded machine.
+    let go = s.dir.path().join("go");
+    let cmd = format!("while [ ! -e '{}' ]; do sleep 0.1; done; for i in 1 2 3; do echo tick $i; echo tock $i >&2; sleep 0.5; done", go.display());
+    let id = run_cmd(&s, &cmd, json!({})).await;
     wait_status(&s, &id, &["running"], Duration::from_secs(20)).await;
     let only_out = st2.spawn(&["execution", "tail", &id, "--type", "stdout"]);
     let only_err = st2.spawn(&["execution", "tail", &id, "--type", "stderr"]);
     let meta = st2.spawn(&["execution", "tail", &id, "--include-metadata"]);
+    for tail in [&only_out, &only_err, &meta] {
+        tail.wait_for_stdout("has started.", Duration::from_secs(60)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::write(&go, b"").unwrap();
     let done = completed(&id, "succeeded");
 
     let out = only_out.finish(Duration::from_secs(30)).await.ok();
