@@ -53,6 +53,13 @@ impl BenchServer {
         for (k, v) in options.env {
             cmd.env(k, v);
         }
+        // If the bench dies without stopping it, the server gets SIGTERM (and stops its
+        // actions). The signal follows the spawning thread: an async runtime worker, which
+        // lives as long as the bench.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from));
+        }
         let started = Instant::now();
         let mut child = cmd.spawn().context("cannot start squall server")?;
         let stderr = child.stderr.take().expect("piped stderr");

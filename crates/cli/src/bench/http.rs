@@ -182,7 +182,7 @@ fn size_done(value: u64) -> Chunk {
 pub enum OutputEvent<'a> {
     /// `st2.execution.output__create`: the record's `seq`, `offset`, stream, its decoded byte
     /// length, and (when collecting) its decoded bytes.
-    Record { seq: u64, offset: u64, stdout: bool, len: u64, data: &'a [u8] },
+    Record { seq: u64, offset: u64, stdout: bool, len: u64, data: &'a [u8], timestamp_us: u64 },
     /// `EOF`, with its `id:` (the last `seq` the stream covered).
     Eof { id: u64 },
 }
@@ -218,6 +218,7 @@ pub struct OutputParser {
     seq: u64,
     offset: u64,
     stdout: bool,
+    timestamp_us: u64,
     len: u64,
     data: Vec<u8>,
     high: Option<u32>,
@@ -240,6 +241,7 @@ impl OutputParser {
             seq: 0,
             offset: 0,
             stdout: true,
+            timestamp_us: 0,
             len: 0,
             data: Vec::new(),
             high: None,
@@ -412,6 +414,7 @@ impl OutputParser {
         self.seq = number_after(&self.head, b"\"seq\":").unwrap_or(0);
         self.offset = number_after(&self.head, b"\"offset\":").unwrap_or(0);
         self.stdout = memchr::memmem::find(&self.head, b"\"output_type\":\"stderr\"").is_none();
+        self.timestamp_us = memchr::memmem::find(&self.head, b"\"timestamp\":\"").and_then(|at| iso_micros(&self.head[at + 13..])).unwrap_or(0);
         self.len = 0;
         self.data.clear();
         self.high = None;
@@ -421,7 +424,14 @@ impl OutputParser {
     fn end_frame(&mut self, on: &mut impl FnMut(OutputEvent<'_>)) {
         if self.record_done {
             self.record_done = false;
-            on(OutputEvent::Record { seq: self.seq, offset: self.offset, stdout: self.stdout, len: self.len, data: &self.data });
+            on(OutputEvent::Record {
+                seq: self.seq,
+                offset: self.offset,
+                stdout: self.stdout,
+                len: self.len,
+                data: &self.data,
+                timestamp_us: self.timestamp_us,
+            });
         } else if self.event == b"EOF" {
             let id = std::str::from_utf8(&self.id).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
             on(OutputEvent::Eof { id });
@@ -444,6 +454,23 @@ fn count_plain_escapes(rest: &[u8]) -> Option<((usize, usize), bool)> {
         return None;
     }
     Some(((span.len(), backslashes), end.is_some()))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffff…` (UTC) as microseconds since the Unix epoch.
+fn iso_micros(s: &[u8]) -> Option<u64> {
+    let num = |a: usize, b: usize| -> Option<i64> { std::str::from_utf8(s.get(a..b)?).ok()?.parse().ok() };
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hh, mm, ss) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let frac = s.get(20..)?.iter().take_while(|c| c.is_ascii_digit()).take(6).fold((0i64, 0), |(v, n), c| (v * 10 + i64::from(c - b'0'), n + 1));
+    let micros = frac.0 * 10i64.pow(6 - frac.1);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(((days * 24 + hh) * 60 + mm) * 60 + ss).ok().map(|secs| secs * 1_000_000 + micros as u64)
 }
 
 fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
@@ -528,6 +555,13 @@ mod tests {
             let expected: Vec<u64> = collected.iter().map(|c| c.3.len() as u64).collect();
             assert_eq!(counted, expected, "step {step}");
         }
+    }
+
+    #[test]
+    fn iso_timestamps() {
+        assert_eq!(iso_micros(b"1970-01-01T00:00:00.000001Z"), Some(1));
+        assert_eq!(iso_micros(b"2024-03-01T12:34:56.789012Z\""), Some(1_709_296_496_789_012));
+        assert_eq!(iso_micros(b"2000-02-29T00:00:00Z"), Some(951_782_400_000_000));
     }
 
     #[test]

@@ -26,6 +26,10 @@ fn emit_cmd(lines: u64, interval: Duration, go: &std::path::Path) -> Result<Stri
 pub struct Viewed {
     /// Write → receive, per line, in nanoseconds.
     pub latencies: Vec<u64>,
+    /// The same split at the record's timestamp (taken by the log writer as it starts the
+    /// commit): write → commit start, and commit start → receive (microsecond precision).
+    pub before_commit: Vec<u64>,
+    pub after_commit: Vec<u64>,
     /// Lines arrived numbered 0, 1, 2, … with none missing or repeated.
     pub in_order: bool,
     pub lines: u64,
@@ -36,13 +40,22 @@ pub struct Viewed {
 /// Reads an SSE output stream to its end, timing every line of the emitter.
 pub async fn view_lines(mut stream: RawStream, expected: u64) -> Result<Viewed> {
     let mut parser = OutputParser::new(true);
-    let mut v = Viewed { latencies: Vec::with_capacity(expected as usize), in_order: true, lines: 0, records: 0, eof: false };
+    let mut v = Viewed {
+        latencies: Vec::with_capacity(expected as usize),
+        before_commit: Vec::with_capacity(expected as usize),
+        after_commit: Vec::with_capacity(expected as usize),
+        in_order: true,
+        lines: 0,
+        records: 0,
+        eof: false,
+    };
     loop {
         let more = stream
             .read_some(&mut |bytes| {
                 let now = unix_ns();
                 parser.feed(bytes, &mut |e| match e {
-                    OutputEvent::Record { data, .. } => {
+                    OutputEvent::Record { data, timestamp_us, .. } => {
+                        let committed = timestamp_us * 1000;
                         v.records += 1;
                         for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                             let text = std::str::from_utf8(line).unwrap_or("");
@@ -56,6 +69,8 @@ pub async fn view_lines(mut stream: RawStream, expected: u64) -> Result<Viewed> 
                                     }
                                     v.lines += 1;
                                     v.latencies.push(now.saturating_sub(w));
+                                    v.before_commit.push(committed.saturating_sub(w));
+                                    v.after_commit.push(now.saturating_sub(committed));
                                 }
                                 _ => v.in_order = false,
                             }
@@ -91,6 +106,8 @@ pub async fn latency(ctx: &Ctx) -> Result<Run> {
 
     let n = viewed.lines;
     let records = viewed.records;
+    let before = Samples(viewed.before_commit).sorted();
+    let after = Samples(viewed.after_commit).sorted();
     let every = viewed.in_order && viewed.eof && n == lines && status == "succeeded";
     let s = Samples(viewed.latencies).sorted();
     let mut run = Run::default();
@@ -102,6 +119,10 @@ pub async fn latency(ctx: &Ctx) -> Result<Run> {
         .num("latency_p999_ms", "write → viewer p99.9", s.pct_ms(99.9), "ms")
         .num("latency_max_ms", "write → viewer max", s.max_ms(), "ms")
         .num("latency_mean_ms", "write → viewer mean", s.mean_ms(), "ms")
+        .num("to_commit_p50_ms", "write → log writer starts the commit, p50", before.pct_ms(50.0), "ms")
+        .num("to_commit_p99_ms", "write → log writer starts the commit, p99", before.pct_ms(99.0), "ms")
+        .num("from_commit_p50_ms", "commit start → viewer, p50", after.pct_ms(50.0), "ms")
+        .num("from_commit_p99_ms", "commit start → viewer, p99", after.pct_ms(99.0), "ms")
         .flag("every_line", "every line, in order", every)
         .num("lines_received", "lines received", n as f64, "")
         .num("records", "SSE records (lines are batched when the writer is busy)", records as f64, "")
@@ -171,12 +192,18 @@ pub async fn fanout(ctx: &Ctx) -> Result<Run> {
 
     let mut complete = 0usize;
     let mut all = Vec::with_capacity(viewers * lines as usize);
+    let mut after = Vec::with_capacity(viewers * lines as usize);
+    let mut before = Vec::new();
     for t in tasks {
         if let Ok(Some(v)) = t.await {
             if v.in_order && v.eof && v.lines == lines {
                 complete += 1;
             }
             all.extend_from_slice(&v.latencies);
+            after.extend_from_slice(&v.after_commit);
+            if before.is_empty() {
+                before = v.before_commit;
+            }
         }
     }
     let (status, _) = server.wait_done(&id, Duration::from_secs(600)).await?;
@@ -186,6 +213,7 @@ pub async fn fanout(ctx: &Ctx) -> Result<Run> {
     drop(sampler);
 
     let s = Samples(all).sorted();
+    let (before, after) = (Samples(before).sorted(), Samples(after).sorted());
     let mut run = Run::default();
     run.params.num("viewers", "viewers", viewers as f64, "").num("lines", "lines", lines as f64, "").num(
         "lines_per_s",
@@ -203,6 +231,9 @@ pub async fn fanout(ctx: &Ctx) -> Result<Run> {
         .num("latency_p99_ms", "write → viewer p99", s.pct_ms(99.0), "ms")
         .num("latency_p999_ms", "write → viewer p99.9", s.pct_ms(99.9), "ms")
         .num("latency_max_ms", "write → viewer max", s.max_ms(), "ms")
+        .num("to_commit_p99_ms", "write → log writer starts the commit, p99", before.pct_ms(99.0), "ms")
+        .num("from_commit_p50_ms", "commit start → viewer, p50", after.pct_ms(50.0), "ms")
+        .num("from_commit_p99_ms", "commit start → viewer, p99", after.pct_ms(99.0), "ms")
         .num("server_rss_connected_mib", "server RSS with every viewer connected", mib(rss_connected), "MiB")
         .num("server_peak_rss_mib", "server peak RSS", mib(peak), "MiB")
         .num("server_cpu_s", "server CPU while lines flowed", cpu.own_s, "s")

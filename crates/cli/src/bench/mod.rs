@@ -326,17 +326,25 @@ async fn bench(args: BenchArgs) -> ExitCode {
             eprintln!("run {}/{} …", i + 1, args.runs);
         }
         let (busy0, own0, started) = (harness::machine_busy_s(), harness::own_cpu_s(), std::time::Instant::now());
-        let outcome = match scenario {
-            Scenario::Ingest => throughput::ingest(&ctx).await,
-            Scenario::Lines => throughput::lines(&ctx).await,
-            Scenario::Idle => throughput::idle(&ctx).await,
-            Scenario::Latency => live::latency(&ctx).await,
-            Scenario::Fanout => live::fanout(&ctx).await,
-            Scenario::Firehose => viewers::firehose(&ctx).await,
-            Scenario::Join => viewers::join(&ctx).await,
-            Scenario::Executions => executions::executions(&ctx).await,
-            Scenario::Mask => throughput::mask(&ctx).await,
-            Scenario::Emit => unreachable!("handled in main"),
+        let one = async {
+            match scenario {
+                Scenario::Ingest => throughput::ingest(&ctx).await,
+                Scenario::Lines => throughput::lines(&ctx).await,
+                Scenario::Idle => throughput::idle(&ctx).await,
+                Scenario::Latency => live::latency(&ctx).await,
+                Scenario::Fanout => live::fanout(&ctx).await,
+                Scenario::Firehose => viewers::firehose(&ctx).await,
+                Scenario::Join => viewers::join(&ctx).await,
+                Scenario::Executions => executions::executions(&ctx).await,
+                Scenario::Mask => throughput::mask(&ctx).await,
+                Scenario::Emit => unreachable!("handled in main"),
+            }
+        };
+        // On SIGINT/SIGTERM the run is dropped: its server is stopped (which stops its
+        // actions) and its temporary directory removed.
+        let outcome = tokio::select! {
+            outcome = one => outcome,
+            _ = interrupted() => Err(anyhow::anyhow!("interrupted")),
         };
         match outcome {
             Ok(Run { unavailable: Some(reason), params, .. }) => return unavailable(scenario, head, &reason, &params, args.json),
@@ -456,6 +464,19 @@ async fn bench(args: BenchArgs) -> ExitCode {
         println!("note: {n}");
     }
     ExitCode::SUCCESS
+}
+
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 fn plain(v: &Value) -> String {
