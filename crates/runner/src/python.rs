@@ -42,8 +42,8 @@ const FILES: [(&str, &str); 4] = [
 /// The file descriptor the wrapper writes its outcome to.
 const RESULT_FD: i32 = 3;
 
-/// Largest outcome kept. Beyond it the result is dropped (with an `error` saying so) rather
-/// than held in memory and stored.
+/// Largest result kept. Beyond it the result is dropped (`result_omitted` says so) rather than
+/// held in memory and stored; the execution's status is unaffected.
 pub const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long the outcome pipe may stay open after the process group is gone (a process that
@@ -64,7 +64,12 @@ pub struct PythonContext<'a> {
 /// Runs a `python-script` action to its end and returns its status, StackStorm's result
 /// `{"stdout", "stderr", "exit_code", "result"}` (+ `error` on timeout) and, when the action
 /// ran, what the log writer recorded.
-pub async fn execute(e: &Execution, ctx: PythonContext<'_>, writer: LogWriter, stopper: &Stopper) -> Result<(Status, Value, Option<WriterSummary>), StoreError> {
+pub async fn execute(
+    e: &Execution,
+    ctx: PythonContext<'_>,
+    writer: LogWriter,
+    stopper: &Stopper,
+) -> Result<(Status, Value, Option<WriterSummary>), StoreError> {
     let prepared = match prepare(e, &ctx) {
         Ok(p) => p,
         Err(message) => return Ok((Status::Failed, json!({"error": message}), None)),
@@ -74,15 +79,18 @@ pub async fn execute(e: &Execution, ctx: PythonContext<'_>, writer: LogWriter, s
     let (tx, rx) = mpsc::channel(ctx.capture_queue);
     let writing = tokio::spawn(writer.run(rx));
     let (pipe_reader, pipe_writer) = result_pipe;
-    let reading = tokio::spawn(read_outcome(pipe_reader));
+    let mut reading = tokio::spawn(read_outcome(pipe_reader));
     let ended = supervise(job, stopper, tx).await;
     // Only the action may hold the write end now: when it (and anything it left) is gone,
     // the reader sees the end of the outcome.
     drop(pipe_writer);
     let summary = writing.await.expect("log writer task")?;
-    let reply = match tokio::time::timeout(RESULT_DRAIN, reading).await {
+    let reply = match tokio::time::timeout(RESULT_DRAIN, &mut reading).await {
         Ok(Ok(reply)) => reply,
-        _ => Reply::Missing,
+        _ => {
+            reading.abort();
+            Reply::Missing
+        }
     };
     drop(shim);
 
@@ -90,18 +98,24 @@ pub async fn execute(e: &Execution, ctx: PythonContext<'_>, writer: LogWriter, s
         Ok(ended) => ended,
         Err(err) => {
             let message = format!("Failed to start the Python interpreter: {err}");
-            return Ok((Status::Failed, json!({"stdout": "", "stderr": "", "exit_code": -1, "result": "None", "error": message}), Some(summary)));
+            return Ok((
+                Status::Failed,
+                json!({"stdout": "", "stderr": "", "exit_code": -1, "result": "None", "error": message}),
+                Some(summary),
+            ));
         }
     };
-    let (returned_status, value, error) = match reply {
-        Reply::Returned { status, result } => (status, result, None),
-        Reply::Missing => (None, Value::from("None"), None),
-        Reply::TooLarge(n) => (
-            None,
+    // A result too large to keep is reported, not fatal: the action did what it did.
+    let (returned_status, value, note, error) = match reply {
+        Reply::Returned { status, result } => (status, result, None, None),
+        Reply::TooLarge { status, size } => (
+            status,
             Value::from("None"),
-            Some(format!("The action's result ({n} bytes or more) is larger than {MAX_RESULT_BYTES} bytes and was not kept")),
+            Some(format!("The action's result ({size} bytes) is larger than {MAX_RESULT_BYTES} bytes and was not kept")),
+            None,
         ),
-        Reply::Unreadable(why) => (None, Value::from("None"), Some(format!("The action's result could not be read: {why}"))),
+        Reply::Missing => (None, Value::from("None"), None, None),
+        Reply::Unreadable(why) => (None, Value::from("None"), None, Some(format!("The action's result could not be read: {why}"))),
     };
     // Timeout, cancel and shutdown override what the action said; otherwise exit 0 succeeds
     // unless run() returned `(False, …)`.
@@ -126,6 +140,9 @@ pub async fn execute(e: &Execution, ctx: PythonContext<'_>, writer: LogWriter, s
                 result["error"] = json!(error);
             }
         }
+    }
+    if let Some(note) = note {
+        result["result_omitted"] = json!(note);
     }
     Ok((status, result, Some(summary)))
 }
@@ -204,7 +221,8 @@ fn prepare(e: &Execution, ctx: &PythonContext<'_>) -> Result<Prepared, String> {
 fn environment(ctx: &PythonContext<'_>, pack_dir: &Path, shim: &Path, venv: Option<&Path>) -> BTreeMap<String, String> {
     let runner = &ctx.resolved.runner;
     let mut env = ctx.base_env.clone();
-    let st2: Vec<(String, String)> = ctx.base_env.iter().filter(|(k, _)| k.starts_with("ST2_")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let st2: Vec<(String, String)> =
+        ctx.base_env.iter().filter(|(k, _)| k.starts_with("ST2_")).map(|(k, v)| (k.clone(), v.clone())).collect();
     env.insert("PYTHONIOENCODING".into(), "utf-8".into());
     if let Some(venv) = venv {
         let path = env.get("PATH").map_or_else(String::new, |p| format!(":{p}"));
@@ -287,12 +305,20 @@ fn read_yaml(path: &Path) -> Result<Value, String> {
     yaml_serde::from_str(&text).map_err(|e| format!("{} is not valid YAML: {e}", path.display()))
 }
 
-/// What came back on the outcome pipe.
+/// What came back on the outcome pipe: a status line (`true`, `false` or `null`), then the
+/// result as JSON.
 enum Reply {
-    Returned { status: Option<bool>, result: Value },
+    Returned {
+        status: Option<bool>,
+        result: Value,
+    },
+    /// The result was larger than [`MAX_RESULT_BYTES`]; only its status was kept.
+    TooLarge {
+        status: Option<bool>,
+        size: usize,
+    },
     /// Nothing, or nothing parseable: the action raised, exited early or was killed.
     Missing,
-    TooLarge(usize),
     Unreadable(String),
 }
 
@@ -301,34 +327,50 @@ async fn read_outcome(reader: std::io::PipeReader) -> Reply {
         Ok(p) => p,
         Err(e) => return Reply::Unreadable(e.to_string()),
     };
-    let mut data = Vec::new();
-    let mut total = 0usize;
+    let mut status_line: Option<Vec<u8>> = None;
+    let mut head = Vec::new();
+    let mut body = Vec::new();
+    let mut size = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match pipe.read(&mut buf).await {
+        let n = match pipe.read(&mut buf).await {
             Ok(0) => break,
-            Ok(n) => {
-                total += n;
-                // Past the limit, keep reading (so the action is not blocked) but keep nothing.
-                if total <= MAX_RESULT_BYTES {
-                    data.extend_from_slice(&buf[..n]);
-                } else {
-                    data = Vec::new();
+            Ok(n) => n,
+            Err(e) => return Reply::Unreadable(e.to_string()),
+        };
+        let mut data = &buf[..n];
+        if status_line.is_none() {
+            match memchr::memchr(b'\n', data) {
+                Some(i) => {
+                    head.extend_from_slice(&data[..i]);
+                    status_line = Some(std::mem::take(&mut head));
+                    data = &data[i + 1..];
+                }
+                None => {
+                    head.extend_from_slice(data);
+                    if head.len() > 16 {
+                        return Reply::Unreadable("no status line".into());
+                    }
+                    continue;
                 }
             }
-            Err(e) => return Reply::Unreadable(e.to_string()),
+        }
+        size += data.len();
+        // Past the limit, keep reading (so the action is not blocked) but keep nothing.
+        if size <= MAX_RESULT_BYTES {
+            body.extend_from_slice(data);
+        } else {
+            body = Vec::new();
         }
     }
-    if total > MAX_RESULT_BYTES {
-        return Reply::TooLarge(total);
+    let Some(status) = status_line.and_then(|line| serde_json::from_slice::<Option<bool>>(&line).ok()) else {
+        return Reply::Missing;
+    };
+    if size > MAX_RESULT_BYTES {
+        return Reply::TooLarge { status, size };
     }
-    #[derive(serde::Deserialize)]
-    struct Returned {
-        status: Option<bool>,
-        result: Value,
-    }
-    match serde_json::from_slice::<Returned>(&data) {
-        Ok(r) => Reply::Returned { status: r.status, result: r.result },
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(result) => Reply::Returned { status, result },
         Err(_) => Reply::Missing,
     }
 }
@@ -373,7 +415,8 @@ mod tests {
         std::fs::create_dir_all(&pack).unwrap();
         assert_eq!(pack_config(&pack, "demo").unwrap(), (json!({}), None));
         std::fs::write(pack.join("config.yaml"), "region: eu\n").unwrap();
-        std::fs::write(pack.join("config.schema.yaml"), "region: {type: string, default: us}\nretries: {type: integer, default: 3}\n").unwrap();
+        std::fs::write(pack.join("config.schema.yaml"), "region: {type: string, default: us}\nretries: {type: integer, default: 3}\n")
+            .unwrap();
         let (config, path) = pack_config(&pack, "demo").unwrap();
         assert_eq!(config, json!({"region": "eu", "retries": 3}));
         assert_eq!(path.unwrap(), pack.join("config.yaml"));

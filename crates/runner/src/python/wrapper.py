@@ -4,8 +4,9 @@ squall runs ``python -u <this file>`` with:
 
 * stdin: one JSON document ``{"file_path", "pack", "user", "parameters", "config",
   "config_path", "log_level"}``, then end of file -- parameters and config never travel in argv;
-* file descriptor 3: a pipe for the outcome, ``{"status": true|false|null, "result": ...}`` as
-  JSON, written once when ``run()`` returns. stdout and stderr belong to the action alone.
+* file descriptor 3: a pipe for the outcome, written once when ``run()`` returns: the tuple
+  status as a JSON line (``true``, ``false`` or ``null``), then the result as JSON. stdout and
+  stderr belong to the action alone.
 
 Exit codes: 0 when ``run()`` returned (its tuple status travels in the outcome), 220 when it
 returned a tuple whose status is not a boolean, 1 (with the traceback on stderr) when it raised.
@@ -66,12 +67,13 @@ def instantiate(action_class, config, service):
 
 
 def encode(status, result):
+    """The status line (``true``, ``false`` or ``null``), then the result as JSON."""
     try:
-        text = json.dumps({"status": status, "result": result}, default=str, allow_nan=False)
+        text = json.dumps(result, default=str, allow_nan=False)
     except (TypeError, ValueError):
         # Circular structures, non-string keys, NaN: the value's string form, as StackStorm does.
-        text = json.dumps({"status": status, "result": str(result)})
-    return text.encode("utf-8")
+        text = json.dumps(str(result))
+    return (json.dumps(status) + "\n" + text).encode("utf-8")
 
 
 def main():
