@@ -88,12 +88,13 @@ async fn failures_and_echo_templates() {
 #[tokio::test]
 async fn actions_get_their_environment() {
     let s = Server::start_with(&[("SQUALL_SECRET_OF_THE_SERVER", "do-not-leak")]);
-    let id = run_cmd(&s, "env", json!({"env": {"GREETING": "hi"}})).await;
+    let id = run_cmd(&s, "env", json!({"env": {"GREETING": "hi", "ST2_ACTION_PACK_NAME": "spoofed"}})).await;
     wait_done(&s, &id, Duration::from_secs(20)).await;
     let env = String::from_utf8(get_bytes(&s, &format!("/v1/executions/{id}/output")).await).unwrap();
     assert!(env.contains("GREETING=hi\n"));
     assert!(env.contains(&format!("ST2_ACTION_EXECUTION_ID={id}\n")));
-    assert!(env.contains("ST2_ACTION_PACK_NAME=core\n"));
+    assert!(env.contains("ST2_ACTION_PACK_NAME=core\n"), "ST2_* variables win over the user's env");
+    assert!(env.contains("ST2_ACTION_DEBUG=False\n"));
     assert!(env.contains("ST2_ACTION_API_URL=http://"));
     assert!(!env.contains("do-not-leak"), "server environment is allow-listed");
 }

@@ -27,12 +27,16 @@ pub struct LocalContext<'a> {
 
 /// Builds the process for a local action, or explains why it cannot run.
 pub fn build_job(execution: &Execution, ctx: LocalContext<'_>) -> Result<Job, String> {
-    let mut env = ctx.base_env;
+    // The server's allow-listed variables, then the user's `env`, then `ST2_*`, which win.
+    let (st2, mut env): (BTreeMap<_, _>, BTreeMap<_, _>) = ctx.base_env.into_iter().partition(|(k, _)| k.starts_with("ST2_"));
     if let Some(Value::Object(user_env)) = ctx.runner.get("env") {
         for (k, v) in user_env {
             env.insert(k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string));
         }
     }
+    env.extend(st2);
+    let debug = ctx.runner.get("debug").and_then(Value::as_bool).unwrap_or(false);
+    env.insert("ST2_ACTION_DEBUG".into(), if debug { "True" } else { "False" }.into());
     let line = match ctx.script {
         None => match ctx.runner.get("cmd") {
             Some(Value::String(cmd)) => cmd.clone(),
