@@ -39,10 +39,7 @@ impl Hub {
 
     pub fn subscribe_execution(self: &Arc<Self>, execution_id: &str) -> Subscription {
         let mut map = self.executions.lock().expect("hub lock");
-        let rx = map
-            .entry(execution_id.to_string())
-            .or_insert_with(|| broadcast::channel(EXECUTION_QUEUE).0)
-            .subscribe();
+        let rx = map.entry(execution_id.to_string()).or_insert_with(|| broadcast::channel(EXECUTION_QUEUE).0).subscribe();
         Subscription { rx: Some(rx), entry: Some((Arc::clone(self), execution_id.to_string())) }
     }
 

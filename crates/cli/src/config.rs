@@ -43,7 +43,13 @@ pub struct GarbageCollector {
 
 impl Default for GarbageCollector {
     fn default() -> Self {
-        GarbageCollector { collection_interval: 600, sleep_delay: 2, action_executions_ttl: None, action_executions_output_ttl: Some(7), action_ttl: BTreeMap::new() }
+        GarbageCollector {
+            collection_interval: 600,
+            sleep_delay: 2,
+            action_executions_ttl: None,
+            action_executions_output_ttl: Some(7),
+            action_ttl: BTreeMap::new(),
+        }
     }
 }
 
@@ -230,9 +236,7 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(Env::prefixed("SQUALL_").filter(|k| k.as_str().contains("__")).split("__"));
-        let config: Config = figment.extract().map_err(|e| {
-            e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
-        })?;
+        let config: Config = figment.extract().map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
         config.validate()?;
         Ok(config)
     }

@@ -174,9 +174,15 @@ enum ApikeyCommand {
         #[arg(long, short = 'j')]
         json: bool,
     },
-    Enable { id: String },
-    Disable { id: String },
-    Delete { id: String },
+    Enable {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -276,7 +282,9 @@ async fn run_client(url: Option<String>, command: Command) -> client::CliResult<
         Command::Execution(ExecutionCommand::List { n, status, action, json }) => execution::list(&api, n, status, action, json).await,
         Command::Execution(ExecutionCommand::Get { id, json, detail }) => execution::get(&api, &id, json, detail).await,
         Command::Execution(ExecutionCommand::Cancel { id }) => execution::cancel(&api, &id).await,
-        Command::Execution(ExecutionCommand::ReRun { id, options }) => execution::rerun(&api, &id, &options.parameters, options.wait(), options.json).await,
+        Command::Execution(ExecutionCommand::ReRun { id, options }) => {
+            execution::rerun(&api, &id, &options.parameters, options.wait(), options.json).await
+        }
         Command::Execution(ExecutionCommand::Output { id, kind }) => execution::output(&api, &id, kind.as_deref()).await,
         Command::Execution(ExecutionCommand::Tail { id, kind, include_metadata, timestamps, only_new }) => {
             tail::tail(&api, &id, &tail::TailOptions { kind, include_metadata, timestamps, only_new }).await

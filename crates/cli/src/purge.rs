@@ -94,7 +94,8 @@ async fn run(cmd: PurgeCommand) -> Result<(), String> {
         PurgeCommand::Executions { common, include_running_older_than } => (common, include_running_older_than, false),
         PurgeCommand::Output { common } => (common, None, true),
     };
-    let store = SqliteStore::open(&common.data_dir).await.map_err(|e| format!("cannot open the database in {}: {e}", common.data_dir.display()))?;
+    let store =
+        SqliteStore::open(&common.data_dir).await.map_err(|e| format!("cannot open the database in {}: {e}", common.data_dir.display()))?;
     let scope = PurgeScope {
         ended_before: Some(before(common.older_than)),
         unfinished_started_before: running.map(before),

@@ -122,7 +122,11 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
 
     wait_for_signal().await?;
-    let grace = if config.actionrunner.graceful_shutdown { Duration::from_secs(config.actionrunner.exit_still_active_check) } else { Duration::ZERO };
+    let grace = if config.actionrunner.graceful_shutdown {
+        Duration::from_secs(config.actionrunner.exit_still_active_check)
+    } else {
+        Duration::ZERO
+    };
     tracing::info!(grace_seconds = grace.as_secs(), "shutting down: no new work is taken; running executions get the grace period");
     stop_work.cancel();
     worker.shutdown(grace).await;
@@ -146,7 +150,9 @@ fn spawn_garbage_collector(store: Arc<dyn Store>, config: &Config, stop: Cancell
             }
             let now = squall_core::Timestamp::now();
             match squall_store::retention::collect(&*store, &policy, now, Duration::from_secs(gc.sleep_delay)).await {
-                Ok(p) if p.executions + p.outputs > 0 => tracing::info!(executions = p.executions, outputs = p.outputs, "garbage collection"),
+                Ok(p) if p.executions + p.outputs > 0 => {
+                    tracing::info!(executions = p.executions, outputs = p.outputs, "garbage collection")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "garbage collection failed; will retry"),
             }
@@ -174,7 +180,13 @@ async fn ensure_admin(store: &dyn Store, data_dir: &std::path::Path) -> anyhow::
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let path = data_dir.join("initial-admin-password");
-        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         writeln!(file, "{password}")?;
         eprintln!("\nCreated user {ADMIN_USER} with password {password}\n(also saved in {}; this is shown only once)\n", path.display());
     } else {
@@ -188,7 +200,8 @@ async fn bind(listen: &[String]) -> anyhow::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
     for addr in wanted {
         let parsed: SocketAddr = addr.parse().with_context(|| format!("--listen {addr}: expected ADDR:PORT, e.g. 127.0.0.1:9101"))?;
-        let listener = TcpListener::bind(parsed).await.with_context(|| format!("cannot listen on {addr} (is another server running there?)"))?;
+        let listener =
+            TcpListener::bind(parsed).await.with_context(|| format!("cannot listen on {addr} (is another server running there?)"))?;
         listeners.push(listener);
     }
     Ok(listeners)

@@ -48,7 +48,8 @@ async fn actions_and_runner_types() {
 #[tokio::test]
 async fn run_to_success_with_stackstorm_shapes() {
     let s = Server::start();
-    let (code, created) = post(&s, "/v1/executions", json!({"action": "core.local", "parameters": {"cmd": "echo '{\"a\": 1}'"}, "user": null})).await;
+    let (code, created) =
+        post(&s, "/v1/executions", json!({"action": "core.local", "parameters": {"cmd": "echo '{\"a\": 1}'"}, "user": null})).await;
     assert_eq!(code, 201);
     assert_eq!(created["status"], "requested");
     for absent in ["result", "end_timestamp", "elapsed_seconds", "children"] {
@@ -104,13 +105,29 @@ async fn bad_input_gets_clear_4xx() {
     let s = Server::start();
     let c = reqwest::Client::new();
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (c.post(s.url("/v1/executions")).body("{\"action\": ").header("content-type", "application/json"), 400, "Failed to parse request body as JSON"),
+        (
+            c.post(s.url("/v1/executions")).body("{\"action\": ").header("content-type", "application/json"),
+            400,
+            "Failed to parse request body as JSON",
+        ),
         (c.post(s.url("/v1/executions")).json(&json!({"action": "core.nope"})), 400, "Action \"core.nope\" cannot be found."),
         (c.post(s.url("/v1/executions")).json(&json!({"parameters": {}})), 400, "'action' is a required property"),
         (c.post(s.url("/v1/executions")).json(&json!({"action": "core.local"})), 400, "'cmd' is a required property"),
-        (c.post(s.url("/v1/executions")).json(&json!({"action": "core.local", "parameters": {"cmd": "x", "timeout": "soon"}})), 400, "'soon' is not of type 'integer'"),
-        (c.post(s.url("/v1/executions")).json(&json!({"action": "core.local", "parameters": {"cmd": "x", "bogus": 1}})), 400, "Additional properties are not allowed ('bogus' was unexpected)"),
-        (c.post(s.url("/v1/executions")).json(&json!({"action": "core.local", "parameters": {"cmd": "x", "sudo": true}})), 400, "Override of immutable parameter(s) ['sudo'] is unsupported."),
+        (
+            c.post(s.url("/v1/executions")).json(&json!({"action": "core.local", "parameters": {"cmd": "x", "timeout": "soon"}})),
+            400,
+            "'soon' is not of type 'integer'",
+        ),
+        (
+            c.post(s.url("/v1/executions")).json(&json!({"action": "core.local", "parameters": {"cmd": "x", "bogus": 1}})),
+            400,
+            "Additional properties are not allowed ('bogus' was unexpected)",
+        ),
+        (
+            c.post(s.url("/v1/executions")).json(&json!({"action": "core.local", "parameters": {"cmd": "x", "sudo": true}})),
+            400,
+            "Override of immutable parameter(s) ['sudo'] is unsupported.",
+        ),
         (c.post(s.url("/v1/executions")).json(&json!({"action": "core.local", "parameters": "cmd=x"})), 400, "is not of type 'object'"),
         (c.post(s.url("/v1/executions")).json(&json!([1, 2])), 400, "must be a JSON object"),
         (c.get(s.url("/v1/executions/0123456789abcdef01234567")), 404, "Unable to identify resource with id \"0123456789abcdef01234567\"."),
@@ -143,7 +160,9 @@ async fn listing_filters_sorts_and_counts() {
         wait_done(&s, &id, Duration::from_secs(20)).await;
         ids.push(id);
     }
-    let r = reqwest::get(s.url("/v1/executions/?limit=2&parent=null&sort_desc=True&include_attributes=id%2Caction.ref%2Cstatus")).await.unwrap();
+    let r = reqwest::get(s.url("/v1/executions/?limit=2&parent=null&sort_desc=True&include_attributes=id%2Caction.ref%2Cstatus"))
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-total-count"], "3");
     assert_eq!(r.headers()["x-limit"], "2");
     let list: Value = r.json().await.unwrap();
@@ -192,7 +211,12 @@ async fn rerun_merges_parameters() {
     let s = Server::start();
     let id = run_cmd(&s, "echo first", json!({"timeout": 30})).await;
     wait_done(&s, &id, Duration::from_secs(20)).await;
-    let (code, again) = post(&s, &format!("/v1/executions/{id}/re_run"), json!({"parameters": {"cmd": "echo second"}, "tasks": [], "reset": [], "delay": 0})).await;
+    let (code, again) = post(
+        &s,
+        &format!("/v1/executions/{id}/re_run"),
+        json!({"parameters": {"cmd": "echo second"}, "tasks": [], "reset": [], "delay": 0}),
+    )
+    .await;
     assert_eq!(code, 201);
     assert_eq!(again["parameters"], json!({"cmd": "echo second", "timeout": 30}));
     assert_eq!(again["context"]["re-run"]["ref"], id.as_str());
@@ -205,7 +229,8 @@ async fn rerun_merges_parameters() {
 #[tokio::test]
 async fn secret_parameters_are_masked() {
     let s = Server::start();
-    let (code, e) = post(&s, "/v1/executions", json!({"action": "core.local", "parameters": {"cmd": "true", "sudo_password": "hunter2"}})).await;
+    let (code, e) =
+        post(&s, "/v1/executions", json!({"action": "core.local", "parameters": {"cmd": "true", "sudo_password": "hunter2"}})).await;
     assert_eq!(code, 201);
     assert_eq!(e["parameters"]["sudo_password"], "********");
     assert_eq!(e["liveaction"]["parameters"]["sudo_password"], "********");
@@ -225,7 +250,12 @@ async fn pack_script_actions_get_stackstorm_arguments() {
     write_file(&pack.join("actions/args.sh"), "#!/bin/sh\nfor a in \"$@\"; do echo \"[$a]\"; done\n");
     let mut s = s;
     s.restart();
-    let (code, e) = post(&s, "/v1/executions", json!({"action": "demo.args", "parameters": {"name": "a b", "count": 3, "verbose": true, "tags": ["x", "y"]}})).await;
+    let (code, e) = post(
+        &s,
+        "/v1/executions",
+        json!({"action": "demo.args", "parameters": {"name": "a b", "count": 3, "verbose": true, "tags": ["x", "y"]}}),
+    )
+    .await;
     assert_eq!(code, 201, "{e}");
     let done = wait_done(&s, e["id"].as_str().unwrap(), Duration::from_secs(20)).await;
     assert_eq!(done["result"]["stdout"], "[--count=3]\n[--verbose]\n[a b]\n[x,y]", "{done}");

@@ -23,7 +23,8 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 async fn login(s: &Server, user: &str, password: &str) -> String {
-    let r = reqwest::Client::new().post(s.url("/tokens")).header("authorization", basic(user, password)).json(&json!({})).send().await.unwrap();
+    let r =
+        reqwest::Client::new().post(s.url("/tokens")).header("authorization", basic(user, password)).json(&json!({})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 201);
     let t: Value = r.json().await.unwrap();
     assert_eq!(t["user"], user);
@@ -59,7 +60,13 @@ async fn every_endpoint_requires_credentials() {
     let s = secure_server(&[]);
     let token = login(&s, "st2admin", ADMIN_PASSWORD).await;
     let id = {
-        let (code, e) = call(reqwest::Method::POST, s.url("/v1/executions"), &[("x-auth-token", &token)], Some(json!({"action": "core.local", "parameters": {"cmd": "true"}}))).await;
+        let (code, e) = call(
+            reqwest::Method::POST,
+            s.url("/v1/executions"),
+            &[("x-auth-token", &token)],
+            Some(json!({"action": "core.local", "parameters": {"cmd": "true"}})),
+        )
+        .await;
         assert_eq!(code, 201);
         e["id"].as_str().unwrap().to_string()
     };
@@ -85,7 +92,11 @@ async fn every_endpoint_requires_credentials() {
     ];
     for (method, path) in endpoints {
         let (code, body) = call(method.clone(), s.url(&path), &[], None).await;
-        assert_eq!((code, body["faultstring"].as_str()), (401, Some("Unauthorized - One of Token or API key required.")), "{method} {path}");
+        assert_eq!(
+            (code, body["faultstring"].as_str()),
+            (401, Some("Unauthorized - One of Token or API key required.")),
+            "{method} {path}"
+        );
     }
 }
 
@@ -93,14 +104,26 @@ async fn every_endpoint_requires_credentials() {
 async fn tokens_and_their_failures() {
     let mut s = secure_server(&[("SQUALL_AUTH__TOKEN_TTL", "3600")]);
     let c = reqwest::Client::new();
-    for header in [basic("st2admin", "wrong"), basic("nobody", "x"), "Basic !!!notbase64".into(), "Bearer abc".into(), format!("Basic {}", "bm9jb2xvbg==")] {
+    for header in [
+        basic("st2admin", "wrong"),
+        basic("nobody", "x"),
+        "Basic !!!notbase64".into(),
+        "Bearer abc".into(),
+        format!("Basic {}", "bm9jb2xvbg=="),
+    ] {
         let r = c.post(s.url("/tokens")).header("authorization", header.clone()).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 401, "{header}");
         assert_eq!(r.json::<Value>().await.unwrap()["faultstring"], "Invalid or missing credentials");
     }
     let r = c.post(s.url("/auth/v1/tokens")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let r = c.post(s.url("/tokens")).header("authorization", basic("st2admin", ADMIN_PASSWORD)).json(&json!({"ttl": 999999})).send().await.unwrap();
+    let r = c
+        .post(s.url("/tokens"))
+        .header("authorization", basic("st2admin", ADMIN_PASSWORD))
+        .json(&json!({"ttl": 999999}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["faultstring"], "TTL specified 999999 is greater than max allowed 3600.");
 
@@ -114,9 +137,16 @@ async fn tokens_and_their_failures() {
     assert_eq!((me["username"].as_str(), me["authentication"]["method"].as_str()), (Some("st2admin"), Some("authentication token")));
 
     // Unknown and expired tokens.
-    let (code, body) = call(reqwest::Method::GET, s.url("/v1/actions"), &[("X-Auth-Token", "0123456789abcdef0123456789abcdef")], None).await;
+    let (code, body) =
+        call(reqwest::Method::GET, s.url("/v1/actions"), &[("X-Auth-Token", "0123456789abcdef0123456789abcdef")], None).await;
     assert_eq!((code, body["faultstring"].as_str()), (401, Some("Unauthorized")));
-    let r = c.post(s.url("/v1/tokens")).header("authorization", basic("st2admin", ADMIN_PASSWORD)).json(&json!({"ttl": 1})).send().await.unwrap();
+    let r = c
+        .post(s.url("/v1/tokens"))
+        .header("authorization", basic("st2admin", ADMIN_PASSWORD))
+        .json(&json!({"ttl": 1}))
+        .send()
+        .await
+        .unwrap();
     let short = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let (code, body) = call(reqwest::Method::GET, s.url("/v1/actions"), &[("X-Auth-Token", &short)], None).await;
@@ -125,7 +155,8 @@ async fn tokens_and_their_failures() {
     // Only the first credential present is validated.
     let (code, _) = call(reqwest::Method::GET, s.url("/v1/actions"), &[("X-Auth-Token", &token), ("St2-Api-Key", "bogus")], None).await;
     assert_eq!(code, 200);
-    let (code, _) = call(reqwest::Method::GET, s.url(&format!("/v1/actions?x-auth-token={token}")), &[("St2-Api-Key", "bogus")], None).await;
+    let (code, _) =
+        call(reqwest::Method::GET, s.url(&format!("/v1/actions?x-auth-token={token}")), &[("St2-Api-Key", "bogus")], None).await;
     assert_eq!(code, 401);
 
     // Tokens survive a restart; they are stored hashed.
@@ -134,14 +165,18 @@ async fn tokens_and_their_failures() {
     let db = std::fs::read(s.data_dir().join("squall.db")).unwrap();
     let wal = std::fs::read(s.data_dir().join("squall.db-wal")).unwrap_or_default();
     let needle = token.as_bytes();
-    assert!(!db.windows(needle.len()).any(|w| w == needle) && !wal.windows(needle.len()).any(|w| w == needle), "the plaintext token is stored");
+    assert!(
+        !db.windows(needle.len()).any(|w| w == needle) && !wal.windows(needle.len()).any(|w| w == needle),
+        "the plaintext token is stored"
+    );
 }
 
 #[tokio::test]
 async fn api_keys_and_clean_rejections() {
     let s = secure_server(&[]);
     let token = login(&s, "st2admin", ADMIN_PASSWORD).await;
-    let (code, key) = call(reqwest::Method::POST, s.url("/v1/apikeys"), &[("X-Auth-Token", &token)], Some(json!({"metadata": {"purpose": "ci"}}))).await;
+    let (code, key) =
+        call(reqwest::Method::POST, s.url("/v1/apikeys"), &[("X-Auth-Token", &token)], Some(json!({"metadata": {"purpose": "ci"}}))).await;
     assert_eq!(code, 201);
     let plain = key["key"].as_str().unwrap().to_string();
     let id = key["id"].as_str().unwrap().to_string();
@@ -196,7 +231,11 @@ async fn rbac_and_permission_isolation_on_every_read_path() {
     let rbac = tempfile::tempdir().unwrap();
     rbac_dir(rbac.path());
     let path = rbac.path().display().to_string();
-    let s = secure_server(&[("SQUALL_RBAC__ENABLE", "true"), ("SQUALL_RBAC__PERMISSION_ISOLATION", "true"), ("SQUALL_RBAC__DEFINITIONS_PATH", &path)]);
+    let s = secure_server(&[
+        ("SQUALL_RBAC__ENABLE", "true"),
+        ("SQUALL_RBAC__PERMISSION_ISOLATION", "true"),
+        ("SQUALL_RBAC__DEFINITIONS_PATH", &path),
+    ]);
     for user in ["alice", "bob", "olive"] {
         add_user(&s, user, "password-of-someone");
     }
@@ -205,23 +244,54 @@ async fn rbac_and_permission_isolation_on_every_read_path() {
     let olive = login(&s, "olive", "password-of-someone").await;
 
     // Bob watches the global stream before Alice runs anything.
-    let mut bob_stream = Sse::open(&s.url(&format!("/v1/stream?x-auth-token={bob}&events=st2.execution__create%2Cst2.execution__update%2Cst2.execution.output__create")), &[]).await;
+    let mut bob_stream = Sse::open(
+        &s.url(&format!(
+            "/v1/stream?x-auth-token={bob}&events=st2.execution__create%2Cst2.execution__update%2Cst2.execution.output__create"
+        )),
+        &[],
+    )
+    .await;
 
-    let (code, e) = call(reqwest::Method::POST, s.url("/v1/executions"), &[("X-Auth-Token", &alice)], Some(json!({"action": "core.local", "parameters": {"cmd": "echo alice-secret-data; sleep 1"}}))).await;
+    let (code, e) = call(
+        reqwest::Method::POST,
+        s.url("/v1/executions"),
+        &[("X-Auth-Token", &alice)],
+        Some(json!({"action": "core.local", "parameters": {"cmd": "echo alice-secret-data; sleep 1"}})),
+    )
+    .await;
     assert_eq!(code, 201, "{e}");
     let id = e["id"].as_str().unwrap().to_string();
 
     // Bob may not read Alice's execution on any path.
-    for path in [format!("/v1/executions/{id}"), format!("/v1/executions/{id}/output"), format!("/v1/executions/{id}/stdout"), format!("/stream/v1/executions/{id}/output")] {
+    for path in [
+        format!("/v1/executions/{id}"),
+        format!("/v1/executions/{id}/output"),
+        format!("/v1/executions/{id}/stdout"),
+        format!("/stream/v1/executions/{id}/output"),
+    ] {
         let (code, body) = call(reqwest::Method::GET, s.url(&path), &[("X-Auth-Token", &bob)], None).await;
         assert_eq!(code, 403, "{path}: {body}");
     }
     let (_, listed) = call(reqwest::Method::GET, s.url("/v1/executions"), &[("X-Auth-Token", &bob)], None).await;
     assert_eq!(listed, json!([]), "isolation hides others' executions from lists");
-    let (code, _) = call(reqwest::Method::GET, s.url(&format!("/v1/stream?x-auth-token={bob}&end_event=st2.execution__update&end_execution_id={id}&events=st2.execution.output__create")), &[], Some(json!(null))).await;
+    let (code, _) = call(
+        reqwest::Method::GET,
+        s.url(&format!(
+            "/v1/stream?x-auth-token={bob}&end_event=st2.execution__update&end_execution_id={id}&events=st2.execution.output__create"
+        )),
+        &[],
+        Some(json!(null)),
+    )
+    .await;
     assert_eq!(code, 200, "the stream opens but");
     // Bob's own execution comes through his global stream; Alice's never does.
-    let (_, mine) = call(reqwest::Method::POST, s.url("/v1/executions"), &[("X-Auth-Token", &bob)], Some(json!({"action": "core.local", "parameters": {"cmd": "echo bob-data"}}))).await;
+    let (_, mine) = call(
+        reqwest::Method::POST,
+        s.url("/v1/executions"),
+        &[("X-Auth-Token", &bob)],
+        Some(json!({"action": "core.local", "parameters": {"cmd": "echo bob-data"}})),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = Vec::new();
     while Instant::now() < deadline {
@@ -239,7 +309,13 @@ async fn rbac_and_permission_isolation_on_every_read_path() {
 
     // The observer can list but not run or cancel.
     assert_eq!(call(reqwest::Method::GET, s.url("/v1/actions"), &[("X-Auth-Token", &olive)], None).await.0, 200);
-    let (code, body) = call(reqwest::Method::POST, s.url("/v1/executions"), &[("X-Auth-Token", &olive)], Some(json!({"action": "core.local", "parameters": {"cmd": "true"}}))).await;
+    let (code, body) = call(
+        reqwest::Method::POST,
+        s.url("/v1/executions"),
+        &[("X-Auth-Token", &olive)],
+        Some(json!({"action": "core.local", "parameters": {"cmd": "true"}})),
+    )
+    .await;
     assert_eq!(code, 403);
     assert_eq!(body["faultstring"], "User \"olive\" doesn't have required permission \"action_execute\" on resource \"action:core:local\"");
     let (code, _) = call(reqwest::Method::DELETE, s.url(&format!("/v1/executions/{id}")), &[("X-Auth-Token", &olive)], None).await;
@@ -286,7 +362,13 @@ async fn secrets_are_masked_in_the_log_and_never_in_argv() {
     let mut s = s;
     s.restart();
     let secret = "Tr0ub4dor-and-3";
-    let (code, e) = call(reqwest::Method::POST, s.url("/v1/executions"), &[("X-Auth-Token", &token)], Some(json!({"action": "sec.leak", "parameters": {"password": secret}}))).await;
+    let (code, e) = call(
+        reqwest::Method::POST,
+        s.url("/v1/executions"),
+        &[("X-Auth-Token", &token)],
+        Some(json!({"action": "sec.leak", "parameters": {"password": secret}})),
+    )
+    .await;
     assert_eq!(code, 201, "{e}");
     assert_eq!(e["parameters"]["password"], "********");
     let id = e["id"].as_str().unwrap().to_string();
@@ -319,10 +401,27 @@ async fn secrets_are_masked_in_the_log_and_never_in_argv() {
     assert!(!argv_leak, "the secret appeared in the shell's argv");
     let streamed = output_text(&watcher.await.unwrap());
     let stored = String::from_utf8(
-        reqwest::Client::new().get(s.url(&format!("/v1/executions/{id}/output"))).header("X-Auth-Token", &token).send().await.unwrap().bytes().await.unwrap().to_vec(),
+        reqwest::Client::new()
+            .get(s.url(&format!("/v1/executions/{id}/output")))
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec(),
     )
     .unwrap();
-    let raw = reqwest::Client::new().get(s.url(&format!("/v1/executions/{id}/stdout"))).header("X-Auth-Token", &token).send().await.unwrap().text().await.unwrap();
+    let raw = reqwest::Client::new()
+        .get(s.url(&format!("/v1/executions/{id}/stdout")))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for (name, text) in [("stream", &streamed), ("/output", &stored), ("/stdout", &raw)] {
         assert!(!text.contains(secret), "{name} leaked the secret: {text}");
         assert!(text.contains("********"), "{name}: {text}");
@@ -372,7 +471,13 @@ async fn the_cli_logs_in_and_uses_keys() {
     let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(key.len(), 32);
     std::fs::remove_file(&cache).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_squall")).args(["whoami", "--json"]).env("SQUALL_URL", &s.base).env("SQUALL_API_KEY", &key).env("HOME", home.path()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["whoami", "--json"])
+        .env("SQUALL_URL", &s.base)
+        .env("SQUALL_API_KEY", &key)
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
     let me: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(me["authentication"]["method"], "API key");
 }

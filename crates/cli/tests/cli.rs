@@ -80,7 +80,12 @@ async fn canceled_executions_exit_with_their_code() {
     let s = Server::start();
     let id = run_cmd(&s, "sleep 30", json!({})).await;
     wait_status(&s, &id, &["running"], Duration::from_secs(20)).await;
-    let tail = Command::new(env!("CARGO_BIN_EXE_squall")).args(["execution", "tail", &id]).env("SQUALL_URL", &s.base).stderr(Stdio::piped()).spawn().unwrap();
+    let tail = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["execution", "tail", &id])
+        .env("SQUALL_URL", &s.base)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let out = squall(&s, &["execution", "cancel", &id]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains(&id));
@@ -212,6 +217,12 @@ async fn the_url_comes_from_the_user_config_file() {
     let s = Server::start();
     let home = tempfile::tempdir().unwrap();
     write_file(&home.path().join(".config/squall/config.toml"), &format!("url = \"{}\"\n", s.base));
-    let out = Command::new(env!("CARGO_BIN_EXE_squall")).args(["action", "list", "--json"]).env("HOME", home.path()).env_remove("SQUALL_URL").env_remove("XDG_CONFIG_HOME").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["action", "list", "--json"])
+        .env("HOME", home.path())
+        .env_remove("SQUALL_URL")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -36,7 +36,10 @@ async fn viewers_joining_at_random_moments_see_exactly_the_stored_bytes() {
         for events in results {
             assert_eq!(output_text(&events), stored, "a viewer saw different bytes");
             let seq = seqs(&events);
-            assert!(seq.windows(2).all(|w| w[1] == w[0] + 1 || w[1] == w[0]), "seq strictly increasing without gaps (EOF repeats the last)");
+            assert!(
+                seq.windows(2).all(|w| w[1] == w[0] + 1 || w[1] == w[0]),
+                "seq strictly increasing without gaps (EOF repeats the last)"
+            );
             assert_eq!(events.last().unwrap().event.as_deref(), Some("EOF"));
         }
     }
@@ -131,7 +134,9 @@ async fn the_tail_stream_replays_earlier_output_and_announces_running() {
     let id = run_cmd(&s, "echo early; sleep 1; echo late", json!({})).await;
     wait_status(&s, &id, &["running"], Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let url = s.url(&format!("/v1/stream?end_event=st2.execution__update&end_execution_id={id}&events=st2.execution__update%2Cst2.execution.output__create"));
+    let url = s.url(&format!(
+        "/v1/stream?end_event=st2.execution__update&end_execution_id={id}&events=st2.execution__update%2Cst2.execution.output__create"
+    ));
     let events = Sse::open(&url, &[]).await.rest().await;
     let statuses: Vec<String> = events
         .iter()
@@ -172,10 +177,9 @@ async fn the_global_stream_filters_on_the_server() {
 async fn plain_followers_are_byte_exact_and_end_with_the_execution() {
     let s = Server::start();
     let id = run_cmd(&s, "printf 'a\\000\\377'; sleep 0.3; printf 'err\\n' >&2; printf 'b\\r\\n'", json!({})).await;
-    let (out, err) = tokio::join!(
-        async { reqwest::get(s.url(&format!("/v1/executions/{id}/stdout"))).await.unwrap() },
-        async { reqwest::get(s.url(&format!("/api/v1/executions/{id}/stderr"))).await.unwrap() },
-    );
+    let (out, err) = tokio::join!(async { reqwest::get(s.url(&format!("/v1/executions/{id}/stdout"))).await.unwrap() }, async {
+        reqwest::get(s.url(&format!("/api/v1/executions/{id}/stderr"))).await.unwrap()
+    },);
     assert_eq!(out.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(out.bytes().await.unwrap().as_ref(), b"a\0\xffb\r\n");
     assert_eq!(err.bytes().await.unwrap().as_ref(), b"err\n");

@@ -39,7 +39,11 @@ async fn truncation_keeps_exact_head_and_tail_with_a_marker() {
         let all = get_bytes(&s, &format!("/v1/executions/{id}/output")).await;
         let find = |needle: &str| all.windows(needle.len()).position(|w| w == needle.as_bytes()).expect(needle);
         assert_eq!(find("… output limit reached"), 50000, "the live marker follows the head");
-        assert_eq!(find(&format!("… {omitted} bytes omitted …\n")) + format!("… {omitted} bytes omitted …\n").len(), all.len() - 50000, "the final marker precedes the tail");
+        assert_eq!(
+            find(&format!("… {omitted} bytes omitted …\n")) + format!("… {omitted} bytes omitted …\n").len(),
+            all.len() - 50000,
+            "the final marker precedes the tail"
+        );
     }
 }
 
@@ -149,7 +153,11 @@ async fn a_big_purge_does_not_stall_a_live_viewer() {
     let data_dir = s.data_dir();
     let purge = std::thread::spawn(move || {
         let started = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_squall")).args(["purge", "executions", "--older-than", "1d", "--data-dir"]).arg(data_dir).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+            .args(["purge", "executions", "--older-than", "1d", "--data-dir"])
+            .arg(data_dir)
+            .output()
+            .unwrap();
         (out, started.elapsed())
     });
     let mut gaps = Vec::new();

@@ -418,7 +418,10 @@ async fn execution_tail_live_type_and_metadata(layout: Layout) {
     // The action waits for a file the test creates only once all three tails are attached, so
     // they always take the live path however slowly Python starts on a loaded machine.
     let go = s.dir.path().join("go");
-    let cmd = format!("while [ ! -e '{}' ]; do sleep 0.1; done; for i in 1 2 3; do echo tick $i; echo tock $i >&2; sleep 0.5; done", go.display());
+    let cmd = format!(
+        "while [ ! -e '{}' ]; do sleep 0.1; done; for i in 1 2 3; do echo tick $i; echo tock $i >&2; sleep 0.5; done",
+        go.display()
+    );
     let id = run_cmd(&s, &cmd, json!({})).await;
     wait_status(&s, &id, &["running"], Duration::from_secs(20)).await;
     let only_out = st2.spawn(&["execution", "tail", &id, "--type", "stdout"]);

@@ -32,7 +32,8 @@ fn basic(user: &str, password: &str) -> String {
 /// `POST /tokens` as st2admin (optionally with a TTL); returns the token.
 async fn new_token(s: &Server, ttl: Option<u64>) -> String {
     let body = ttl.map_or(json!({}), |ttl| json!({ "ttl": ttl }));
-    let r = reqwest::Client::new().post(s.url("/tokens")).header("authorization", basic("st2admin", PASS)).json(&body).send().await.unwrap();
+    let r =
+        reqwest::Client::new().post(s.url("/tokens")).header("authorization", basic("st2admin", PASS)).json(&body).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 201, "POST /tokens");
     let t: Value = r.json().await.unwrap();
     assert_eq!(t["user"], "st2admin", "{t}");
@@ -113,7 +114,12 @@ async fn run_tail(st2: &St2, s: &Server, marker: &str) -> String {
     run_id(&out)
 }
 
-both_layouts!(auth_prints_tokens_and_errors, login_caches_a_token_for_every_command, env_token_and_api_key, missing_and_expired_credentials);
+both_layouts!(
+    auth_prints_tokens_and_errors,
+    login_caches_a_token_for_every_command,
+    env_token_and_api_key,
+    missing_and_expired_credentials
+);
 
 // ---------------------------------------------------------------------------------------------
 // §6.1
@@ -173,7 +179,8 @@ async fn login_caches_a_token_for_every_command(layout: Layout) {
     let out = st2.run(&["login", "st2admin", "-p", PASS]).await.ok();
     out.has("Logged in as st2admin");
     let cache = st2.home.path().join(".st2/token-st2admin");
-    let cached: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap_or_else(|e| panic!("{}: {e}\n{out}", cache.display()))).unwrap();
+    let cached: Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap_or_else(|e| panic!("{}: {e}\n{out}", cache.display()))).unwrap();
     let cached_token = cached["token"].as_str().unwrap_or_else(|| panic!("{cached}")).to_string();
     let expires = cached["expire_timestamp"].as_f64().unwrap_or_else(|| panic!("{cached}"));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();

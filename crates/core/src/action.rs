@@ -334,8 +334,7 @@ mod tests {
     #[test]
     fn unknown_runner_is_rejected() {
         let mut c = Catalog::builtin();
-        let meta: ActionMetadata =
-            serde_json::from_value(json!({"name": "x", "runner_type": "nope"})).unwrap();
+        let meta: ActionMetadata = serde_json::from_value(json!({"name": "x", "runner_type": "nope"})).unwrap();
         let err = c.add_action(Action::from_metadata("p", meta, "actions/x.yaml")).unwrap_err();
         assert!(err.to_string().contains("\"nope\""));
     }

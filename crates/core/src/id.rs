@@ -8,10 +8,7 @@ pub fn new_id() -> String {
     static PROCESS: std::sync::OnceLock<[u8; 5]> = std::sync::OnceLock::new();
     static COUNTER: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
     let process = PROCESS.get_or_init(rand::random);
-    let counter = COUNTER
-        .get_or_init(|| AtomicU32::new(rand::random::<u32>() & 0x00ff_ffff))
-        .fetch_add(1, Ordering::Relaxed)
-        & 0x00ff_ffff;
+    let counter = COUNTER.get_or_init(|| AtomicU32::new(rand::random::<u32>() & 0x00ff_ffff)).fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
     let secs = (chrono::Utc::now().timestamp() as u32).to_be_bytes();
     let mut bytes = [0u8; 12];
     bytes[..4].copy_from_slice(&secs);
@@ -24,9 +21,7 @@ pub fn new_id() -> String {
 /// runner types loaded from packs), so the same ref keeps the same id across restarts.
 pub fn stable_id(name: &str) -> String {
     // FNV-1a, 64 bit, twice with different seeds: stability matters here, not cryptography.
-    let fnv = |seed: u64| {
-        name.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-    };
+    let fnv = |seed: u64| name.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     let a = fnv(0xcbf2_9ce4_8422_2325).to_be_bytes();
     let b = fnv(0x6c62_272e_07bb_0142).to_be_bytes();
     let mut bytes = [0u8; 12];

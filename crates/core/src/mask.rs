@@ -30,9 +30,8 @@ impl Masker {
         let mut values: Vec<Vec<u8>> = secrets.into_iter().map(|s| s.as_ref().to_vec()).filter(|s| s.len() >= min_length.max(1)).collect();
         values.sort();
         values.dedup();
-        let matcher = (!values.is_empty()).then(|| {
-            AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&values).expect("literal patterns always build")
-        });
+        let matcher = (!values.is_empty())
+            .then(|| AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&values).expect("literal patterns always build"));
         let longest = values.iter().map(Vec::len).max().unwrap_or(0);
         Masker { matcher, secrets: values, longest, held: Vec::new() }
     }
@@ -79,7 +78,9 @@ impl Masker {
 /// Whether an environment variable's name suggests its value is a secret.
 pub fn secret_env_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "APIKEY", "PRIVATE_KEY", "CREDENTIAL", "PASSPHRASE"].iter().any(|w| upper.contains(w))
+    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "APIKEY", "PRIVATE_KEY", "CREDENTIAL", "PASSPHRASE"]
+        .iter()
+        .any(|w| upper.contains(w))
 }
 
 #[cfg(test)]

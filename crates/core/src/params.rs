@@ -199,7 +199,11 @@ fn is_template(s: &str) -> bool {
 
 /// Renders every string value holding a Jinja expression, with the parameters as context,
 /// then casts the result to the parameter's declared type.
-fn render_templates(schema: &Map<String, Value>, values: &Map<String, Value>, context: &Map<String, Value>) -> Result<Map<String, Value>, ParamError> {
+fn render_templates(
+    schema: &Map<String, Value>,
+    values: &Map<String, Value>,
+    context: &Map<String, Value>,
+) -> Result<Map<String, Value>, ParamError> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
     let mut out = Map::new();

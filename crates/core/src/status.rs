@@ -66,23 +66,14 @@ impl Status {
 
     /// Completed states: nothing more will happen to the execution.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Status::Succeeded | Status::Failed | Status::Timeout | Status::Canceled | Status::Abandoned
-        )
+        matches!(self, Status::Succeeded | Status::Failed | Status::Timeout | Status::Canceled | Status::Abandoned)
     }
 
     /// States from which a cancel request is accepted (StackStorm's list).
     pub fn is_cancelable(self) -> bool {
         matches!(
             self,
-            Status::Requested
-                | Status::Scheduled
-                | Status::Delayed
-                | Status::Running
-                | Status::Pausing
-                | Status::Paused
-                | Status::Resuming
+            Status::Requested | Status::Scheduled | Status::Delayed | Status::Running | Status::Pausing | Status::Paused | Status::Resuming
         )
     }
 

@@ -35,9 +35,7 @@ impl Timestamp {
     /// `YYYY-MM-DD[T ]hh:mm:ss[.ffffff](Z|+00|+0000|+00:00)`.
     pub fn parse_query(s: &str) -> Option<Timestamp> {
         let s = s.trim();
-        let body = ["Z", "+00:00", "+0000", "+00"]
-            .iter()
-            .find_map(|suffix| s.strip_suffix(suffix))?;
+        let body = ["Z", "+00:00", "+0000", "+00"].iter().find_map(|suffix| s.strip_suffix(suffix))?;
         let body = body.replacen(' ', "T", 1);
         let naive = NaiveDateTime::parse_from_str(&body, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
         Some(Timestamp(DateTime::<Utc>::from_naive_utc_and_offset(naive, Utc).timestamp_micros()))

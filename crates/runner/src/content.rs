@@ -79,9 +79,7 @@ impl Content {
             let meta: ActionMetadata = read_yaml(&file)?;
             let relative = format!("actions/{}", file.file_name().unwrap_or_default().to_string_lossy());
             let action = Action::from_metadata(&pack, meta, &relative);
-            self.catalog
-                .add_action(action)
-                .map_err(|source| ContentError::Catalog { path: file.display().to_string(), source })?;
+            self.catalog.add_action(action).map_err(|source| ContentError::Catalog { path: file.display().to_string(), source })?;
         }
         Ok(())
     }

@@ -141,11 +141,9 @@ fn positional_text(ty: &str, value: &Value) -> String {
     match (ty, value) {
         (_, Value::Null) => String::new(),
         ("boolean", Value::Bool(b)) => if *b { "1" } else { "0" }.into(),
-        ("array", Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-            .collect::<Vec<_>>()
-            .join(","),
+        ("array", Value::Array(items)) => {
+            items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect::<Vec<_>>().join(",")
+        }
         ("object", Value::Object(m)) if m.is_empty() => String::new(),
         (_, Value::String(s)) => s.clone(),
         (_, other) => other.to_string(),
@@ -182,7 +180,8 @@ mod tests {
         }))
         .unwrap();
         let action = Action::from_metadata("p", meta, "actions/s.yaml");
-        let values = json!({"name": "a b", "tags": ["x", "y"], "count": 3, "verbose": true, "note": "", "items": ["a", "b"], "token": "s3cr3t"});
+        let values =
+            json!({"name": "a b", "tags": ["x", "y"], "count": 3, "verbose": true, "note": "", "items": ["a", "b"], "token": "s3cr3t"});
         let mut env = BTreeMap::new();
         let line = script_line(
             Path::new("/packs/p/actions/s.sh"),
@@ -192,7 +191,10 @@ mod tests {
             &["token".to_string()],
             &mut env,
         );
-        assert_eq!(line, "/packs/p/actions/s.sh --count=3 --verbose --items='['\\''a'\\'', '\\''b'\\'']' --token=\"$SQUALL_SECRET_1\" 'a b' x,y");
+        assert_eq!(
+            line,
+            "/packs/p/actions/s.sh --count=3 --verbose --items='['\\''a'\\'', '\\''b'\\'']' --token=\"$SQUALL_SECRET_1\" 'a b' x,y"
+        );
         assert_eq!(env["SQUALL_SECRET_1"], "s3cr3t");
     }
 

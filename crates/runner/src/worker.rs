@@ -70,7 +70,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, queue: Arc<dyn WorkQueue>, content: Arc<Content>, settings: RunnerSettings) -> Arc<Worker> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        queue: Arc<dyn WorkQueue>,
+        content: Arc<Content>,
+        settings: RunnerSettings,
+    ) -> Arc<Worker> {
         Arc::new(Worker { store, bus, queue, content, settings, running: Mutex::new(HashMap::new()), tasks: TaskTracker::new() })
     }
 
@@ -185,11 +191,7 @@ impl Worker {
         let stopper = Arc::new(Stopper::default());
         self.running.lock().expect("running lock").insert(e.id.clone(), Arc::clone(&stopper));
         e.runner_info = Some(json!({"hostname": hostname(), "pid": std::process::id()}));
-        let outcome = if self.advance(&mut e, Status::Running, None).await? {
-            Some(self.execute(&e, &stopper).await)
-        } else {
-            None
-        };
+        let outcome = if self.advance(&mut e, Status::Running, None).await? { Some(self.execute(&e, &stopper).await) } else { None };
         self.running.lock().expect("running lock").remove(&e.id);
         if let Some(outcome) = outcome {
             self.finish(e, outcome?).await?;
@@ -209,7 +211,11 @@ impl Worker {
                 let script = match e.runner.name.as_str() {
                     "local-shell-script" => match self.content.entry_point(&e.action) {
                         Some(path) => Some(path),
-                        None => return Ok(Outcome::failed(json!({"error": format!("Action {} has no entry point in a loaded pack", e.action.ref_)}))),
+                        None => {
+                            return Ok(Outcome::failed(
+                                json!({"error": format!("Action {} has no entry point in a loaded pack", e.action.ref_)}),
+                            ));
+                        }
                     },
                     _ => None,
                 };
@@ -242,11 +248,23 @@ impl Worker {
                 base_env.insert("ST2_ACTION_AUTH_TOKEN".into(), token.clone());
                 let mut values = secret_values(&resolved, &params::secret_names(&e.runner, &e.action));
                 values.push(token);
-                let writer = LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes)
-                    .masking(&values, self.settings.mask_min_length)
-                    .limit(self.settings.max_output_bytes);
+                let writer = LogWriter::new(
+                    e,
+                    Arc::clone(&self.store),
+                    Arc::clone(&self.bus),
+                    self.settings.stream_output,
+                    self.settings.result_max_bytes,
+                )
+                .masking(&values, self.settings.mask_min_length)
+                .limit(self.settings.max_output_bytes);
                 let grace = self.settings.kill_grace;
-                let ctx = crate::python::PythonContext { resolved: &resolved, content: &self.content, base_env, grace, capture_queue: CAPTURE_QUEUE };
+                let ctx = crate::python::PythonContext {
+                    resolved: &resolved,
+                    content: &self.content,
+                    base_env,
+                    grace,
+                    capture_queue: CAPTURE_QUEUE,
+                };
                 let ran = crate::python::execute(e, ctx, writer, stopper).await;
                 self.store.delete_token(&token_record.token_hash).await?;
                 let (status, result, summary) = ran?;
@@ -256,12 +274,19 @@ impl Worker {
         }
     }
 
-    async fn supervise_local(&self, e: &Execution, job: crate::process::Job, secrets: &[String], stopper: &Stopper) -> Result<Outcome, StoreError> {
+    async fn supervise_local(
+        &self,
+        e: &Execution,
+        job: crate::process::Job,
+        secrets: &[String],
+        stopper: &Stopper,
+    ) -> Result<Outcome, StoreError> {
         let timeout_secs = job.timeout.map_or(0, |t| t.as_secs());
         let (tx, rx) = mpsc::channel(CAPTURE_QUEUE);
-        let writer = LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes)
-            .masking(secrets, self.settings.mask_min_length)
-            .limit(self.settings.max_output_bytes);
+        let writer =
+            LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes)
+                .masking(secrets, self.settings.mask_min_length)
+                .limit(self.settings.max_output_bytes);
         let writing = tokio::spawn(writer.run(rx));
         let ended = supervise(job, stopper, tx).await;
         let summary = writing.await.expect("log writer task")?;
@@ -269,7 +294,9 @@ impl Worker {
             Ok(ended) => ended,
             Err(err) => {
                 let message = format!("Failed to start the action's process: {err}");
-                return Ok(Outcome::failed(json!({"failed": true, "succeeded": false, "return_code": -1, "stdout": "", "stderr": "", "error": message})));
+                return Ok(Outcome::failed(
+                    json!({"failed": true, "succeeded": false, "return_code": -1, "stdout": "", "stderr": "", "error": message}),
+                ));
             }
         };
         let exit = match ended.stopped {
@@ -303,9 +330,8 @@ impl Worker {
     }
 
     fn base_env(&self, e: &Execution) -> BTreeMap<String, String> {
-        let mut env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| self.settings.env_allowlist.iter().any(|a| allowed(a, k)))
-            .collect();
+        let mut env: BTreeMap<String, String> =
+            std::env::vars().filter(|(k, _)| self.settings.env_allowlist.iter().any(|a| allowed(a, k))).collect();
         env.insert("ST2_ACTION_PACK_NAME".into(), e.action.pack.clone());
         env.insert("ST2_ACTION_EXECUTION_ID".into(), e.id.clone());
         env.insert("ST2_ACTION_API_URL".into(), self.settings.api_url.clone());

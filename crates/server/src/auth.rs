@@ -33,7 +33,9 @@ pub struct AuthSettings {
 /// How the caller proved who they are (for `GET /user`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Method {
-    Token { expiry: Timestamp },
+    Token {
+        expiry: Timestamp,
+    },
     ApiKey,
     /// Authentication is off.
     None,
@@ -53,7 +55,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Principal>().cloned().ok_or_else(|| ApiError::unauthorized("Unauthorized - One of Token or API key required."))
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("Unauthorized - One of Token or API key required."))
     }
 }
 
@@ -72,7 +78,8 @@ impl Principal {
     /// May this caller see this execution? (`execution_view` on its action, and under
     /// permission isolation only their own unless admin.)
     pub fn can_view(&self, state: &AppState, pack: &str, name: &str, owner: &str) -> bool {
-        state.rbac.allows(&self.user, "execution_view", Resource::Action { pack, name }) && (self.is_admin || !state.rbac.permission_isolation || owner == self.user)
+        state.rbac.allows(&self.user, "execution_view", Resource::Action { pack, name })
+            && (self.is_admin || !state.rbac.permission_isolation || owner == self.user)
     }
 }
 

@@ -35,7 +35,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         tracing::error!(error = %err, "storage failure");
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, faultstring: "Internal Server Error: storage is unavailable; see the server log".into() }
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            faultstring: "Internal Server Error: storage is unavailable; see the server log".into(),
+        }
     }
 }
 

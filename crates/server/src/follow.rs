@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use squall_bus::{ChangeKind, ExecutionChange, Live, LiveRecord, RecordSource, Received, Subscription};
+use squall_bus::{ChangeKind, ExecutionChange, Live, LiveRecord, Received, RecordSource, Subscription};
 use squall_core::Execution;
 use squall_core::output::StreamFilter;
 use squall_store::Store;

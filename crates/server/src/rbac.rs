@@ -8,12 +8,32 @@ use serde::Deserialize;
 /// Permission types squall knows (StackStorm's names). `<type>_all` implies every
 /// `<type>_*` permission.
 pub const PERMISSION_TYPES: &[&str] = &[
-    "action_list", "action_view", "action_create", "action_modify", "action_delete", "action_execute", "action_all",
-    "execution_list", "execution_view", "execution_stop", "execution_rerun", "execution_all",
-    "execution_views_filters_list", "stream_view",
-    "runner_type_list", "runner_type_view", "runner_type_all",
-    "pack_list", "pack_view", "pack_all",
-    "api_key_list", "api_key_view", "api_key_create", "api_key_modify", "api_key_delete", "api_key_all",
+    "action_list",
+    "action_view",
+    "action_create",
+    "action_modify",
+    "action_delete",
+    "action_execute",
+    "action_all",
+    "execution_list",
+    "execution_view",
+    "execution_stop",
+    "execution_rerun",
+    "execution_all",
+    "execution_views_filters_list",
+    "stream_view",
+    "runner_type_list",
+    "runner_type_view",
+    "runner_type_all",
+    "pack_list",
+    "pack_view",
+    "pack_all",
+    "api_key_list",
+    "api_key_view",
+    "api_key_create",
+    "api_key_modify",
+    "api_key_delete",
+    "api_key_all",
 ];
 
 /// What a permission is checked against.
@@ -185,7 +205,11 @@ mod tests {
     #[test]
     fn grants_on_packs_and_actions() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "roles/ops.yaml", "name: ops\npermission_grants:\n  - resource_uid: pack:core\n    permission_types: [action_execute, execution_all]\n  - permission_types: [execution_list]\n");
+        write(
+            dir.path(),
+            "roles/ops.yaml",
+            "name: ops\npermission_grants:\n  - resource_uid: pack:core\n    permission_types: [action_execute, execution_all]\n  - permission_types: [execution_list]\n",
+        );
         write(dir.path(), "assignments/alice.yaml", "username: alice\nroles: [ops]\n");
         write(dir.path(), "assignments/bob.yaml", "username: bob\nroles: [observer]\n");
         let rbac = Rbac::load(dir.path(), true, false).unwrap();

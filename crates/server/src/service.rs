@@ -39,7 +39,9 @@ impl RunRequest {
             },
             delay: match body.get("delay") {
                 None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_u64().ok_or_else(|| ApiError::bad_request(format!("{} is not of type 'integer'", params::py_repr(v))))?),
+                Some(v) => {
+                    Some(v.as_u64().ok_or_else(|| ApiError::bad_request(format!("{} is not of type 'integer'", params::py_repr(v))))?)
+                }
             },
         })
     }
@@ -55,12 +57,16 @@ fn object_field(body: &Map<String, Value>, name: &str) -> ApiResult<Map<String, 
 
 /// Validates, stores and queues a new execution.
 pub async fn run(state: &AppState, req: RunRequest, caller: &Principal) -> ApiResult<Execution> {
-    let action = state.catalog.action(&req.action).ok_or_else(|| ApiError::bad_request(format!("Action \"{}\" cannot be found.", req.action)))?;
+    let action =
+        state.catalog.action(&req.action).ok_or_else(|| ApiError::bad_request(format!("Action \"{}\" cannot be found.", req.action)))?;
     if !action.enabled {
         return Err(ApiError::bad_request(format!("Unable to execute. Action \"{}\" is disabled.", action.ref_)));
     }
     caller.require(state, "action_execute", Resource::Action { pack: &action.pack, name: &action.name })?;
-    let runner = state.catalog.runner(&action.runner_type).ok_or_else(|| ApiError::bad_request(format!("Runner \"{}\" cannot be found.", action.runner_type)))?;
+    let runner = state
+        .catalog
+        .runner(&action.runner_type)
+        .ok_or_else(|| ApiError::bad_request(format!("Runner \"{}\" cannot be found.", action.runner_type)))?;
     let resolved = params::resolve(runner, action, &req.parameters).map_err(|e| ApiError::bad_request(e.0))?;
     let user = req.user.unwrap_or_else(|| caller.user.clone());
     if user != caller.user && !caller.is_admin {

@@ -27,13 +27,17 @@ pub fn runner_json(runner: &RunnerType) -> Value {
 pub fn execution_json(e: &Execution, show_secrets: bool, settings: &WireSettings) -> Value {
     let parameters = if show_secrets { e.parameters.clone() } else { mask_parameters(e) };
     let result_size = e.result.as_ref().map_or(0, |r| serde_json::to_string(r).map_or(0, |s| s.len()));
-    let log: Vec<Value> = e.log.iter().map(|l| {
-        let mut entry = json!({"timestamp": l.timestamp.to_iso(), "status": l.status.as_str()});
-        if let Some(m) = &l.message {
-            entry["message"] = Value::String(m.clone());
-        }
-        entry
-    }).collect();
+    let log: Vec<Value> = e
+        .log
+        .iter()
+        .map(|l| {
+            let mut entry = json!({"timestamp": l.timestamp.to_iso(), "status": l.status.as_str()});
+            if let Some(m) = &l.message {
+                entry["message"] = Value::String(m.clone());
+            }
+            entry
+        })
+        .collect();
     let mut doc = json!({
         "id": e.id,
         "action": action_json(&e.action),

@@ -25,8 +25,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating and migrating if needed) `<data_dir>/squall.db`.
     pub async fn open(data_dir: &Path) -> Result<SqliteStore> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join("squall.db");
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -102,9 +101,7 @@ impl Store for SqliteStore {
     }
 
     async fn latest_execution(&self) -> Result<Option<Execution>> {
-        let row = sqlx::query("SELECT id, doc FROM executions ORDER BY start_ts DESC, id DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT id, doc FROM executions ORDER BY start_ts DESC, id DESC LIMIT 1").fetch_optional(&self.pool).await?;
         row.as_ref().map(decode_execution).transpose()
     }
 
@@ -155,9 +152,7 @@ impl Store for SqliteStore {
     }
 
     async fn read_output(&self, execution_id: &str, after: u64, filter: StreamFilter, limit: u32) -> Result<Vec<OutputRecord>> {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT seq, stream, byte_offset, ts, data FROM output WHERE execution_id = ",
-        );
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT seq, stream, byte_offset, ts, data FROM output WHERE execution_id = ");
         q.push_bind(execution_id).push(" AND seq > ").push_bind(after as i64);
         match filter {
             StreamFilter::All => {}
@@ -172,10 +167,8 @@ impl Store for SqliteStore {
     }
 
     async fn last_seq(&self, execution_id: &str) -> Result<u64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM output WHERE execution_id = ?")
-            .bind(execution_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM output WHERE execution_id = ?").bind(execution_id).fetch_one(&self.pool).await?;
         Ok(row.try_get::<i64, _>(0)? as u64)
     }
 
@@ -193,7 +186,8 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, name: &str) -> Result<Option<UserRecord>> {
-        let row = sqlx::query("SELECT name, password_hash, created_ts FROM users WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT name, password_hash, created_ts FROM users WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
         row.as_ref().map(decode_user).transpose()
     }
 

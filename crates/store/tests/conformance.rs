@@ -18,14 +18,7 @@ fn execution(cmd: &str, user: &str) -> Execution {
 }
 
 fn record(id: &str, seq: u64, stream: StreamKind, data: &[u8]) -> OutputRecord {
-    OutputRecord {
-        execution_id: id.to_string(),
-        seq,
-        stream,
-        offset: 0,
-        timestamp: Timestamp::now(),
-        data: Bytes::copy_from_slice(data),
-    }
+    OutputRecord { execution_id: id.to_string(), seq, stream, offset: 0, timestamp: Timestamp::now(), data: Bytes::copy_from_slice(data) }
 }
 
 async fn suite(store: Arc<dyn Store>) {
@@ -98,13 +91,27 @@ async fn credentials(store: &dyn Store) {
     assert_eq!(store.user("alice").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$hash2"));
     assert_eq!(store.users().await.unwrap().len(), 2);
 
-    let token = TokenRecord { id: "t1".into(), token_hash: "h1".into(), user: "alice".into(), expiry: Timestamp(99), service: false, created: Timestamp(1) };
+    let token = TokenRecord {
+        id: "t1".into(),
+        token_hash: "h1".into(),
+        user: "alice".into(),
+        expiry: Timestamp(99),
+        service: false,
+        created: Timestamp(1),
+    };
     store.insert_token(&token).await.unwrap();
     assert_eq!(store.token("h1").await.unwrap(), Some(token));
     store.delete_token("h1").await.unwrap();
     assert_eq!(store.token("h1").await.unwrap(), None);
 
-    let key = ApiKeyRecord { id: "k1".into(), key_hash: "kh1".into(), user: "alice".into(), enabled: true, metadata: json!({"purpose": "ci"}), created: Timestamp(1) };
+    let key = ApiKeyRecord {
+        id: "k1".into(),
+        key_hash: "kh1".into(),
+        user: "alice".into(),
+        enabled: true,
+        metadata: json!({"purpose": "ci"}),
+        created: Timestamp(1),
+    };
     store.insert_api_key(&key).await.unwrap();
     assert_eq!(store.api_key_by_hash("kh1").await.unwrap(), Some(key.clone()));
     assert!(store.set_api_key_enabled("k1", false).await.unwrap());
@@ -119,7 +126,14 @@ async fn credentials(store: &dyn Store) {
 }
 
 fn store_token() -> TokenRecord {
-    TokenRecord { id: "t2".into(), token_hash: String::new(), user: "alice".into(), expiry: Timestamp(99), service: true, created: Timestamp(1) }
+    TokenRecord {
+        id: "t2".into(),
+        token_hash: String::new(),
+        user: "alice".into(),
+        expiry: Timestamp(99),
+        service: true,
+        created: Timestamp(1),
+    }
 }
 
 #[tokio::test]

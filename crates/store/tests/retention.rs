@@ -24,7 +24,14 @@ async fn add(store: &dyn Store, action: &str, status: Status, started: Timestamp
     store.insert_execution(&e).await.unwrap();
     let data = Bytes::from(vec![b'x'; bytes]);
     let records: Vec<OutputRecord> = (1..=3)
-        .map(|seq| OutputRecord { execution_id: e.id.clone(), seq, stream: StreamKind::Stdout, offset: 0, timestamp: started, data: data.clone() })
+        .map(|seq| OutputRecord {
+            execution_id: e.id.clone(),
+            seq,
+            stream: StreamKind::Stdout,
+            offset: 0,
+            timestamp: started,
+            data: data.clone(),
+        })
         .collect();
     store.append_output(&records).await.unwrap();
     e.id

@@ -53,7 +53,14 @@ pub async fn login(api: &Api, user: &str, ttl: Option<u64>) -> CliResult<u8> {
         Some(t) => json!({"ttl": t}),
         None => json!({}),
     };
-    let resp = api.http().post(api.url("/tokens")).header("authorization", format!("Basic {basic}")).json(&body).send().await.map_err(|e| api.unreachable(e))?;
+    let resp = api
+        .http()
+        .post(api.url("/tokens"))
+        .header("authorization", format!("Basic {basic}"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| api.unreachable(e))?;
     let status = resp.status();
     let token: Value = resp.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
@@ -85,7 +92,12 @@ pub async fn whoami(api: &Api, json: bool) -> CliResult<u8> {
     if json {
         render::json(&me);
     } else {
-        println!("{} ({}; admin: {})", str_of(&me, "username"), me["authentication"]["method"].as_str().unwrap_or_default(), me["rbac"]["is_admin"]);
+        println!(
+            "{} ({}; admin: {})",
+            str_of(&me, "username"),
+            me["authentication"]["method"].as_str().unwrap_or_default(),
+            me["rbac"]["is_admin"]
+        );
     }
     Ok(0)
 }
@@ -136,7 +148,9 @@ pub async fn apikey_delete(api: &Api, id: &str) -> CliResult<u8> {
 /// `squall user add|passwd|remove`, directly on the data directory.
 pub async fn user_admin(data_dir: &Path, action: &str, name: &str) -> CliResult<u8> {
     use squall_store::Store;
-    let store = squall_store::SqliteStore::open(data_dir).await.map_err(|e| CliError::new(format!("cannot open the database in {}: {e}", data_dir.display())))?;
+    let store = squall_store::SqliteStore::open(data_dir)
+        .await
+        .map_err(|e| CliError::new(format!("cannot open the database in {}: {e}", data_dir.display())))?;
     let exists = store.user(name).await.map_err(|e| CliError::new(e.to_string()))?.is_some();
     match action {
         "add" | "passwd" => {

@@ -32,7 +32,12 @@ pub async fn rerun(api: &Api, id: &str, words: &[String], wait: Wait, json: bool
     let original = api.get(&format!("/executions/{id}")).await?;
     let action = original["action"]["ref"].as_str().unwrap_or_default();
     let parameters = parse_parameters(api, action, words).await?;
-    let e = api.post(&format!("/executions/{}/re_run", str_of(&original, "id")), &json!({"parameters": parameters, "tasks": [], "reset": [], "delay": 0})).await?;
+    let e = api
+        .post(
+            &format!("/executions/{}/re_run", str_of(&original, "id")),
+            &json!({"parameters": parameters, "tasks": [], "reset": [], "delay": 0}),
+        )
+        .await?;
     finish(api, e, wait, json).await
 }
 

@@ -102,7 +102,8 @@ impl Api {
             (None, None) => auth::cached_token().map(|t| ("x-auth-token", t)),
         };
         if let Some((name, value)) = credential {
-            let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| CliError::new(format!("the {name} credential contains characters that cannot be sent")))?;
+            let value = reqwest::header::HeaderValue::from_str(&value)
+                .map_err(|_| CliError::new(format!("the {name} credential contains characters that cannot be sent")))?;
             headers.insert(name, value);
         }
         let http = reqwest::Client::builder()
@@ -174,12 +175,18 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// Splits `key=value` words into parameters typed by the action's and runner's definitions;
 /// words without `=` (and everything after the first one) form `cmd`, as `st2 run` does.
 pub async fn parse_parameters(api: &Api, action_ref: &str, words: &[String]) -> CliResult<serde_json::Map<String, Value>> {
-    let action = api.get(&format!("/actions/{action_ref}")).await.map_err(|e| CliError::new(format!("action {action_ref}: {}", e.message)))?;
+    let action =
+        api.get(&format!("/actions/{action_ref}")).await.map_err(|e| CliError::new(format!("action {action_ref}: {}", e.message)))?;
     let runner_name = action["runner_type"].as_str().unwrap_or_default();
     let runners = api.get(&format!("/runnertypes?name={runner_name}")).await?;
     let runner_params = runners.get(0).and_then(|r| r.get("runner_parameters")).cloned().unwrap_or(Value::Null);
     let type_of = |key: &str| -> Option<String> {
-        action["parameters"].get(key).and_then(|p| p.get("type")).or_else(|| runner_params.get(key).and_then(|p| p.get("type"))).and_then(Value::as_str).map(String::from)
+        action["parameters"]
+            .get(key)
+            .and_then(|p| p.get("type"))
+            .or_else(|| runner_params.get(key).and_then(|p| p.get("type")))
+            .and_then(Value::as_str)
+            .map(String::from)
     };
     let mut params = serde_json::Map::new();
     let mut iter = words.iter();
@@ -189,7 +196,8 @@ pub async fn parse_parameters(api: &Api, action_ref: &str, words: &[String]) -> 
             params.insert("cmd".into(), Value::String(rest.join(" ")));
             break;
         };
-        let value = squall_core::params::cast_cli(type_of(key).as_deref(), raw).map_err(|e| CliError::new(format!("parameter {key}: {e}")))?;
+        let value =
+            squall_core::params::cast_cli(type_of(key).as_deref(), raw).map_err(|e| CliError::new(format!("parameter {key}: {e}")))?;
         match (params.get_mut(key), value) {
             (Some(Value::Array(existing)), Value::Array(more)) => existing.extend(more),
             (_, value) => {

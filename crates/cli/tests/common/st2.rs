@@ -102,14 +102,7 @@ impl St2 {
                 e.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Running {
-            what: format!("st2 {}", args.join(" ")),
-            child,
-            started,
-            out,
-            err,
-            readers: vec![out_reader, err_reader],
-        }
+        Running { what: format!("st2 {}", args.join(" ")), child, started, out, err, readers: vec![out_reader, err_reader] }
     }
 
     /// Runs `st2 ARGS…` to completion (at most `ST2_TIMEOUT`).
@@ -194,7 +187,11 @@ pub struct Out {
 
 impl std::fmt::Display for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` exited {} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.what, self.code, self.elapsed, self.stdout, self.stderr)
+        write!(
+            f,
+            "`{}` exited {} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.what, self.code, self.elapsed, self.stdout, self.stderr
+        )
     }
 }
 
@@ -248,11 +245,7 @@ impl Out {
     }
 
     pub fn line_time(&self, line: &str) -> Duration {
-        self.timed_lines()
-            .into_iter()
-            .find(|(_, l)| l == line)
-            .unwrap_or_else(|| panic!("no line {line:?} in {self}"))
-            .0
+        self.timed_lines().into_iter().find(|(_, l)| l == line).unwrap_or_else(|| panic!("no line {line:?} in {self}")).0
     }
 }
 

@@ -10,13 +10,26 @@ use serde_json::Value;
 use super::paged_slice;
 use crate::AppState;
 use crate::auth::Principal;
-use crate::rbac::Resource;
 use crate::error::{ApiError, ApiResult};
 use crate::query::{Params, limit, offset};
+use crate::rbac::Resource;
 use crate::wire::{action_json, runner_json};
 
 const ACTION_FIELDS: &[&str] = &[
-    "id", "uid", "ref", "pack", "name", "description", "enabled", "entry_point", "runner_type", "parameters", "output_schema", "notify", "tags", "metadata_file",
+    "id",
+    "uid",
+    "ref",
+    "pack",
+    "name",
+    "description",
+    "enabled",
+    "entry_point",
+    "runner_type",
+    "parameters",
+    "output_schema",
+    "notify",
+    "tags",
+    "metadata_file",
 ];
 
 pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
@@ -33,7 +46,10 @@ pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params, ca
         .filter(|a| packs.as_ref().is_none_or(|p| p.contains(&a.pack)))
         .filter(|a| names.as_ref().is_none_or(|n| n.contains(&a.name)))
         .filter(|a| ids.as_ref().is_none_or(|i| i.contains(&a.id)))
-        .filter(|a| tags.as_ref().is_none_or(|t| a.tags.iter().any(|tag| tag.get("name").and_then(Value::as_str).is_some_and(|n| t.iter().any(|x| x == n)))))
+        .filter(|a| {
+            tags.as_ref()
+                .is_none_or(|t| a.tags.iter().any(|tag| tag.get("name").and_then(Value::as_str).is_some_and(|n| t.iter().any(|x| x == n))))
+        })
         .collect();
     let limit = limit.filter(|l| *l != u64::MAX);
     Ok(paged_slice(matching, offset, limit, |a| {
@@ -52,9 +68,8 @@ pub async fn get_action(State(state): State<Arc<AppState>>, Path(ref_or_id): Pat
     Ok(Json(action_json(action)))
 }
 
-const RUNNER_FIELDS: &[&str] = &[
-    "id", "uid", "name", "description", "enabled", "runner_package", "runner_module", "runner_parameters", "output_key", "output_schema",
-];
+const RUNNER_FIELDS: &[&str] =
+    &["id", "uid", "name", "description", "enabled", "runner_package", "runner_module", "runner_parameters", "output_key", "output_schema"];
 
 pub async fn list_runners(State(state): State<Arc<AppState>>, params: Params) -> ApiResult<impl IntoResponse> {
     let attributes = params.attributes(RUNNER_FIELDS, RUNNER_FIELDS)?;

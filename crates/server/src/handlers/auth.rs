@@ -76,7 +76,8 @@ pub async fn create_token(State(state): State<Arc<AppState>>, headers: HeaderMap
 
 /// `POST /tokens/validate`.
 pub async fn validate_token(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
-    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?;
     let token = body.get("token").and_then(Value::as_str).ok_or_else(|| ApiError::bad_request("'token' is a required property"))?;
     let valid = state.store.token(&hash_secret(token)).await?.is_some_and(|t| t.expiry > Timestamp::now());
     Ok(Json(json!({"valid": valid})))
@@ -114,7 +115,8 @@ fn api_key_json(k: &ApiKeyRecord) -> Value {
 
 /// An API key the caller may manage: their own, or any for an admin.
 async fn own_key(state: &AppState, caller: &Principal, id: &str, permission: &str) -> ApiResult<ApiKeyRecord> {
-    let key = state.store.api_key(id).await?.ok_or_else(|| ApiError::not_found(format!("Resource with a reference or id \"{id}\" not found")))?;
+    let key =
+        state.store.api_key(id).await?.ok_or_else(|| ApiError::not_found(format!("Resource with a reference or id \"{id}\" not found")))?;
     if key.user != caller.user {
         caller.require(state, permission, Resource::Global)?;
     }
@@ -133,10 +135,17 @@ pub async fn get_api_key(State(state): State<Arc<AppState>>, Path(id): Path<Stri
 
 /// `POST /apikeys`: the plaintext `key` is in this response only.
 pub async fn create_api_key(State(state): State<Arc<AppState>>, caller: Principal, body: Bytes) -> ApiResult<Response> {
-    let body: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))? };
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?
+    };
     let user = body.get("user").and_then(Value::as_str).filter(|u| !u.is_empty()).unwrap_or(&caller.user).to_string();
     if user != caller.user && !caller.is_admin {
-        return Err(ApiError::forbidden(format!("User \"{}\" doesn't have required permission \"api_key_create\" for another user", caller.user)));
+        return Err(ApiError::forbidden(format!(
+            "User \"{}\" doesn't have required permission \"api_key_create\" for another user",
+            caller.user
+        )));
     }
     let key = new_secret();
     let record = ApiKeyRecord {
@@ -154,10 +163,17 @@ pub async fn create_api_key(State(state): State<Arc<AppState>>, caller: Principa
 }
 
 /// `PUT /apikeys/{id}`: enable or disable.
-pub async fn update_api_key(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal, body: Bytes) -> ApiResult<Json<Value>> {
+pub async fn update_api_key(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    caller: Principal,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     let key = own_key(&state, &caller, &id, "api_key_modify").await?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?;
-    let enabled = body.get("enabled").and_then(Value::as_bool).ok_or_else(|| ApiError::bad_request("'enabled' (true or false) is required"))?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?;
+    let enabled =
+        body.get("enabled").and_then(Value::as_bool).ok_or_else(|| ApiError::bad_request("'enabled' (true or false) is required"))?;
     state.store.set_api_key_enabled(&key.id, enabled).await?;
     Ok(Json(api_key_json(&ApiKeyRecord { enabled, ..key })))
 }

@@ -21,8 +21,29 @@ use crate::service::{self, Canceled, RunRequest};
 use crate::wire::execution_json;
 
 const EXECUTION_FIELDS: &[&str] = &[
-    "id", "action", "runner", "liveaction", "status", "start_timestamp", "end_timestamp", "elapsed_seconds", "web_url", "parameters", "context", "result",
-    "result_size", "log", "parent", "children", "delay", "trigger", "trigger_type", "trigger_instance", "rule", "task_execution", "workflow_execution",
+    "id",
+    "action",
+    "runner",
+    "liveaction",
+    "status",
+    "start_timestamp",
+    "end_timestamp",
+    "elapsed_seconds",
+    "web_url",
+    "parameters",
+    "context",
+    "result",
+    "result_size",
+    "log",
+    "parent",
+    "children",
+    "delay",
+    "trigger",
+    "trigger_type",
+    "trigger_instance",
+    "rule",
+    "task_execution",
+    "workflow_execution",
 ];
 const EXCLUDABLE: &[&str] = &["result", "trigger_instance", "status"];
 
@@ -43,7 +64,10 @@ pub async fn find_for(state: &AppState, id: &str, caller: &Principal, permission
     };
     caller.require(state, permission, Resource::Action { pack: &e.action.pack, name: &e.action.name })?;
     if !caller.can_view(state, &e.action.pack, &e.action.name, e.user()) {
-        return Err(ApiError::forbidden(format!("User \"{}\" doesn't have access to execution \"{}\" (permission isolation)", caller.user, e.id)));
+        return Err(ApiError::forbidden(format!(
+            "User \"{}\" doesn't have access to execution \"{}\" (permission isolation)",
+            caller.user, e.id
+        )));
     }
     Ok(e)
 }
@@ -104,7 +128,13 @@ fn json_body(body: &Bytes) -> ApiResult<Value> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))
 }
 
-pub async fn create(State(state): State<Arc<AppState>>, params: Params, caller: Principal, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    params: Params,
+    caller: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let mut req = RunRequest::from_json(&json_body(&body)?)?;
     if let Some(extra) = headers.get("st2-context") {
         let extra: Value = extra
@@ -121,7 +151,12 @@ pub async fn create(State(state): State<Arc<AppState>>, params: Params, caller: 
     Ok((StatusCode::CREATED, Json(render(&state, &e, &params, &Attributes::All, &caller)?)).into_response())
 }
 
-pub async fn cancel(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Json<Value>> {
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    params: Params,
+    caller: Principal,
+) -> ApiResult<Json<Value>> {
     let e = find_for(&state, &id, &caller, "execution_stop").await?;
     match service::cancel(&state, e, &caller).await? {
         Canceled::Execution(e) => Ok(Json(render(&state, &e, &params, &Attributes::All, &caller)?)),
@@ -129,7 +164,13 @@ pub async fn cancel(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
     }
 }
 
-pub async fn rerun(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal, body: Bytes) -> ApiResult<Response> {
+pub async fn rerun(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    params: Params,
+    caller: Principal,
+    body: Bytes,
+) -> ApiResult<Response> {
     let original = find_for(&state, &id, &caller, "execution_rerun").await?;
     let e = service::rerun(&state, &original, &json_body(&body)?, &caller).await?;
     Ok((StatusCode::CREATED, Json(render(&state, &e, &params, &Attributes::All, &caller)?)).into_response())

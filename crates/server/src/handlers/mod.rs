@@ -29,7 +29,9 @@ pub fn paged_slice<T>(matching: Vec<T>, offset: u64, limit: Option<u64>, render:
 
 /// `GET /v1/` — the API's version document.
 pub async fn root() -> Json<Value> {
-    Json(json!({"version": "3.9.0", "docs_url": "http://docs.stackstorm.com/3.9", "server": format!("squall {}", env!("CARGO_PKG_VERSION"))}))
+    Json(
+        json!({"version": "3.9.0", "docs_url": "http://docs.stackstorm.com/3.9", "server": format!("squall {}", env!("CARGO_PKG_VERSION"))}),
+    )
 }
 
 /// Anything the router does not know.

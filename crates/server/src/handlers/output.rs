@@ -13,8 +13,8 @@ use squall_core::output::StreamFilter;
 use squall_store::Store;
 
 use super::executions::find_for;
-use crate::auth::Principal;
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::query::Params;
 
@@ -30,7 +30,13 @@ pub async fn plain(State(state): State<Arc<AppState>>, Path(id): Path<String>, p
 }
 
 /// The raw bytes of records `after < seq <= upto` matching `filter`, page by page.
-pub fn stored_bytes(store: Arc<dyn Store>, id: String, filter: StreamFilter, after: u64, upto: u64) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+pub fn stored_bytes(
+    store: Arc<dyn Store>,
+    id: String,
+    filter: StreamFilter,
+    after: u64,
+    upto: u64,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::unfold(Some(after), move |cursor| {
         let (store, id) = (Arc::clone(&store), id.clone());
         async move {

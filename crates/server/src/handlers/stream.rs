@@ -318,9 +318,9 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
         Live::Record(r) => filters.record(&r, &state).map_or(Step::Skip, Step::Emit),
         Live::Execution(c) => {
             let frame = filters.change(&c, &state);
-            let ends = end.as_ref().is_some_and(|(id, event)| {
-                *id == c.execution.id && event == event_name(&c) && c.execution.status.is_terminal()
-            });
+            let ends = end
+                .as_ref()
+                .is_some_and(|(id, event)| *id == c.execution.id && event == event_name(&c) && c.execution.status.is_terminal());
             match (ends, frame) {
                 (true, frame) => Step::End(frame),
                 (false, Some(frame)) => Step::Emit(frame),
