@@ -414,7 +414,8 @@ impl OutputParser {
         self.seq = number_after(&self.head, b"\"seq\":").unwrap_or(0);
         self.offset = number_after(&self.head, b"\"offset\":").unwrap_or(0);
         self.stdout = memchr::memmem::find(&self.head, b"\"output_type\":\"stderr\"").is_none();
-        self.timestamp_us = memchr::memmem::find(&self.head, b"\"timestamp\":\"").and_then(|at| iso_micros(&self.head[at + 13..])).unwrap_or(0);
+        self.timestamp_us =
+            memchr::memmem::find(&self.head, b"\"timestamp\":\"").and_then(|at| iso_micros(&self.head[at + 13..])).unwrap_or(0);
         self.len = 0;
         self.data.clear();
         self.high = None;
@@ -461,7 +462,8 @@ fn iso_micros(s: &[u8]) -> Option<u64> {
     let num = |a: usize, b: usize| -> Option<i64> { std::str::from_utf8(s.get(a..b)?).ok()?.parse().ok() };
     let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
     let (hh, mm, ss) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    let frac = s.get(20..)?.iter().take_while(|c| c.is_ascii_digit()).take(6).fold((0i64, 0), |(v, n), c| (v * 10 + i64::from(c - b'0'), n + 1));
+    let frac =
+        s.get(20..)?.iter().take_while(|c| c.is_ascii_digit()).take(6).fold((0i64, 0), |(v, n), c| (v * 10 + i64::from(c - b'0'), n + 1));
     let micros = frac.0 * 10i64.pow(6 - frac.1);
     // Days from the civil date (Howard Hinnant's algorithm).
     let y = if m <= 2 { y - 1 } else { y };

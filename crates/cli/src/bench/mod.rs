@@ -73,7 +73,7 @@ pub enum Scenario {
     Firehose,
     /// A viewer joins a finished 1 GiB log over /stdout, vs reading a local file.
     Join,
-    /// `ingest` with 1,000 secret values registered (output masking is not implemented yet).
+    /// `ingest` with 1,000 secret values registered, vs the same ingest without them.
     Mask,
     /// 10,000 trivial executions from 50 concurrent clients.
     Executions,
@@ -353,7 +353,12 @@ async fn bench(args: BenchArgs) -> ExitCode {
                 // only as good as the machine was quiet.
                 let other = (harness::machine_busy_s() - busy0) - (harness::own_cpu_s() - own0);
                 let capacity = started.elapsed().as_secs_f64() * harness::nproc() as f64;
-                run.figures.num("other_cpu_share", "CPU used by other processes meanwhile", (other.max(0.0) / capacity * 1000.0).round() / 1000.0, "of the machine");
+                run.figures.num(
+                    "other_cpu_share",
+                    "CPU used by other processes meanwhile",
+                    (other.max(0.0) / capacity * 1000.0).round() / 1000.0,
+                    "of the machine",
+                );
                 if other > 0.05 * capacity {
                     run.notes.push(format!(
                         "other processes used {:.0}% of the machine's CPU during a run; its figures are disturbed",

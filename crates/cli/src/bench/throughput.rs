@@ -123,7 +123,7 @@ pub async fn mask(ctx: &Ctx) -> Result<Run> {
     server.wait_done(&id, Duration::from_secs(60)).await?;
     let shown = server.http.get(server.url(&format!("/v1/executions/{id}/output"))).send().await?.text().await?;
     if shown.contains(probe) {
-        run.unavailable = Some("not available: output masking is not implemented yet".into());
+        run.unavailable = Some("not available: this server does not mask output".into());
         return Ok(run);
     }
 
