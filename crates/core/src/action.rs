@@ -144,10 +144,10 @@ impl Catalog {
 
     /// Looks an action up by `pack.name` ref or by id.
     pub fn action(&self, ref_or_id: &str) -> Option<&Action> {
-        if let Some((pack, name)) = ref_or_id.split_once('.') {
-            if let Some(a) = self.actions.get(&(pack.to_string(), name.to_string())) {
-                return Some(a);
-            }
+        if let Some((pack, name)) = ref_or_id.split_once('.')
+            && let Some(a) = self.actions.get(&(pack.to_string(), name.to_string()))
+        {
+            return Some(a);
         }
         self.actions.values().find(|a| a.id == ref_or_id)
     }

@@ -73,10 +73,10 @@ pub fn resolve(runner: &RunnerType, action: &Action, supplied: &Map<String, Valu
 
     let mut all = rendered.clone();
     for (name, spec) in &schema {
-        if !all.contains_key(name) {
-            if let Some(default) = spec.get("default") {
-                all.insert(name.clone(), default.clone());
-            }
+        if !all.contains_key(name)
+            && let Some(default) = spec.get("default")
+        {
+            all.insert(name.clone(), default.clone());
         }
     }
     let all = render_templates(&schema, &all, &all)?;
@@ -148,10 +148,11 @@ fn cast_value(name: &str, spec: &Value, value: Value) -> Result<Value, ParamErro
     if !types.is_empty() && !types.iter().any(|t| is_type(&value, t)) && !value.as_str().is_some_and(is_template) {
         return Err(ParamError(format!("{} is not of type {}", py_repr(&value), type_list(&types))));
     }
-    if let Some(Value::Array(choices)) = spec.get("enum") {
-        if !choices.contains(&value) && !value.as_str().is_some_and(is_template) {
-            return Err(ParamError(format!("{} is not one of {}", py_repr(&value), py_repr(&Value::Array(choices.clone())))));
-        }
+    if let Some(Value::Array(choices)) = spec.get("enum")
+        && !choices.contains(&value)
+        && !value.as_str().is_some_and(is_template)
+    {
+        return Err(ParamError(format!("{} is not one of {}", py_repr(&value), py_repr(&Value::Array(choices.clone())))));
     }
     let _ = name;
     Ok(value)

@@ -54,10 +54,10 @@ fn decode(text: &str) -> Value {
     let text = text.strip_suffix('\n').unwrap_or(text);
     let text = text.strip_suffix('\r').unwrap_or(text);
     let trimmed = text.trim_start();
-    if trimmed.starts_with(['{', '[', '"']) || trimmed.parse::<f64>().is_ok() || matches!(trimmed, "true" | "false" | "null") {
-        if let Ok(v) = serde_json::from_str::<Value>(text) {
-            return v;
-        }
+    if (trimmed.starts_with(['{', '[', '"']) || trimmed.parse::<f64>().is_ok() || matches!(trimmed, "true" | "false" | "null"))
+        && let Ok(v) = serde_json::from_str::<Value>(text)
+    {
+        return v;
     }
     Value::String(text.to_string())
 }

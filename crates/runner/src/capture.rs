@@ -62,10 +62,10 @@ pub async fn capture<R: AsyncRead + Unpin>(mut reader: R, stream: StreamKind, tx
         };
         hold_without_deadline = false;
         let fresh = buf.len() - n;
-        if let Some(pos) = memchr::memrchr(b'\n', &buf[fresh..]) {
-            if !send(&tx, stream, buf.split_to(fresh + pos + 1).freeze()).await {
-                return;
-            }
+        if let Some(pos) = memchr::memrchr(b'\n', &buf[fresh..])
+            && !send(&tx, stream, buf.split_to(fresh + pos + 1).freeze()).await
+        {
+            return;
         }
         while buf.len() >= MAX_RECORD {
             let cut = utf8_safe_len(&buf[..MAX_RECORD]).max(1);

@@ -63,10 +63,10 @@ pub fn build_job(execution: &Execution, ctx: LocalContext<'_>) -> Result<Job, St
         (c, None)
     };
     command.env_clear().envs(&env);
-    if let Some(Value::String(cwd)) = ctx.runner.get("cwd") {
-        if !cwd.is_empty() {
-            command.current_dir(cwd);
-        }
+    if let Some(Value::String(cwd)) = ctx.runner.get("cwd")
+        && !cwd.is_empty()
+    {
+        command.current_dir(cwd);
     }
     let timeout = ctx.runner.get("timeout").and_then(Value::as_i64).filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64));
     Ok(Job { command, stdin, timeout, grace: ctx.grace })

@@ -26,10 +26,10 @@ pub fn normalize(path: &str) -> (String, bool) {
             }
         }
     }
-    if let Some(rest) = p.strip_prefix("/v1") {
-        if rest.is_empty() || rest.starts_with('/') {
-            p = rest;
-        }
+    if let Some(rest) = p.strip_prefix("/v1")
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        p = rest;
     }
     if p.len() > 1 && p.ends_with('/') {
         p = &p[..p.len() - 1];

@@ -123,10 +123,10 @@ impl Rbac {
                 if let Some(bad) = grant.permission_types.iter().find(|p| !PERMISSION_TYPES.contains(&p.as_str())) {
                     return Err(format!("{path}: unknown permission type \"{bad}\" (known: {})", PERMISSION_TYPES.join(", ")));
                 }
-                if let Some(uid) = &grant.resource_uid {
-                    if !(uid.starts_with("pack:") || uid.starts_with("action:")) {
-                        return Err(format!("{path}: resource_uid \"{uid}\" must look like pack:<pack> or action:<pack>:<name>"));
-                    }
+                if let Some(uid) = &grant.resource_uid
+                    && !(uid.starts_with("pack:") || uid.starts_with("action:"))
+                {
+                    return Err(format!("{path}: resource_uid \"{uid}\" must look like pack:<pack> or action:<pack>:<name>"));
                 }
             }
             if role.enabled {

@@ -74,10 +74,10 @@ pub fn execution_json(e: &Execution, show_secrets: bool, settings: &WireSettings
 fn mask_parameters(e: &Execution) -> Map<String, Value> {
     let mut parameters = e.parameters.clone();
     for name in params::secret_names(&e.runner, &e.action) {
-        if let Some(v) = parameters.get_mut(&name) {
-            if !v.is_null() {
-                *v = Value::String(MASK.into());
-            }
+        if let Some(v) = parameters.get_mut(&name)
+            && !v.is_null()
+        {
+            *v = Value::String(MASK.into());
         }
     }
     parameters

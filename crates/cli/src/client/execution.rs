@@ -100,12 +100,10 @@ fn print_execution(e: &Value, detail: bool) {
     for (k, v) in rows.iter().filter(|(_, v)| !v.is_empty()) {
         println!("{k:width$}  {v}");
     }
-    if detail {
-        if let Some(log) = e["log"].as_array() {
-            println!("{:width$}", "log");
-            for entry in log {
-                println!("  {}  {}", str_of(entry, "timestamp"), str_of(entry, "status"));
-            }
+    if detail && let Some(log) = e["log"].as_array() {
+        println!("{:width$}", "log");
+        for entry in log {
+            println!("  {}  {}", str_of(entry, "timestamp"), str_of(entry, "status"));
         }
     }
     if let Some(result) = e.get("result") {

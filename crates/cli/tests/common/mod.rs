@@ -67,11 +67,9 @@ impl Server {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Some(addr) = line.split("listening on http://").nth(1) {
-                        let _ = tx.send(addr.trim().to_string());
-                        sent = true;
-                    }
+                if !sent && let Some(addr) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                    sent = true;
                 }
                 if std::env::var_os("SQUALL_TEST_SERVER_LOG").is_some() {
                     eprintln!("[server] {line}");

@@ -280,18 +280,18 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
     caller.require(&state, "stream_view", crate::rbac::Resource::Global)?;
     let filters = Filters::from(&params, caller.clone());
     let heartbeat = Some(state.settings.heartbeat);
-    if let (Some(end_id), Some(UPDATE_EVENT)) = (params.get("end_execution_id"), params.get("end_event")) {
-        if let Ok(rx) = follow_execution(&state, end_id, &caller, 0).await {
-            let st = Arc::clone(&state);
-            let body = body_of(rx, heartbeat, move |item| match item {
-                Item::Current(c) if c.execution.status == Status::Running => filters.change(&c, &st).map_or(Step::Skip, Step::Emit),
-                Item::Current(_) => Step::Skip,
-                Item::Record(r) => filters.record(&r, &st).map_or(Step::Skip, Step::Emit),
-                Item::Update(c) => filters.change(&c, &st).map_or(Step::Skip, Step::Emit),
-                Item::Done(c) => Step::End(filters.change(&c, &st)),
-            });
-            return Ok(streaming_response(SSE, body));
-        }
+    if let (Some(end_id), Some(UPDATE_EVENT)) = (params.get("end_execution_id"), params.get("end_event"))
+        && let Ok(rx) = follow_execution(&state, end_id, &caller, 0).await
+    {
+        let st = Arc::clone(&state);
+        let body = body_of(rx, heartbeat, move |item| match item {
+            Item::Current(c) if c.execution.status == Status::Running => filters.change(&c, &st).map_or(Step::Skip, Step::Emit),
+            Item::Current(_) => Step::Skip,
+            Item::Record(r) => filters.record(&r, &st).map_or(Step::Skip, Step::Emit),
+            Item::Update(c) => filters.change(&c, &st).map_or(Step::Skip, Step::Emit),
+            Item::Done(c) => Step::End(filters.change(&c, &st)),
+        });
+        return Ok(streaming_response(SSE, body));
     }
     let end = params.get("end_execution_id").map(String::from).zip(params.get("end_event").map(String::from));
     let mut sub = state.bus.subscribe_all().await;
