@@ -222,8 +222,6 @@ pub struct OutputParser {
     len: u64,
     data: Vec<u8>,
     high: Option<u32>,
-    /// The current string is decoded byte by byte (the counting fast path declined it).
-    exact: bool,
     record_done: bool,
     /// Bytes fed so far (including SSE framing).
     pub wire_bytes: u64,
@@ -245,7 +243,6 @@ impl OutputParser {
             len: 0,
             data: Vec::new(),
             high: None,
-            exact: false,
             record_done: false,
             wire_bytes: 0,
         }
@@ -342,25 +339,11 @@ impl OutputParser {
                         self.st = St::Str;
                     }
                 }
-                St::Str if !self.collect && !self.exact => match count_plain_escapes(rest) {
-                    // Counting only, and the span holds nothing but two-byte escapes: each
-                    // backslash stands for one byte less.
-                    Some(((span, backslashes), quoted)) => {
-                        i += span + usize::from(quoted);
-                        self.len += (span - backslashes) as u64;
-                        if quoted {
-                            self.st = St::Tail;
-                        }
-                    }
-                    // The rest of this string goes the exact way (never rescanned).
-                    None => self.exact = true,
-                },
                 St::Str => match memchr::memchr2(b'"', b'\\', rest) {
                     Some(p) => {
                         self.push_data(&rest[..p]);
                         i += p + 1;
                         self.st = if rest[p] == b'"' { St::Tail } else { St::Escape };
-                        self.exact &= self.st != St::Tail;
                     }
                     None => {
                         self.push_data(rest);
@@ -419,7 +402,6 @@ impl OutputParser {
         self.len = 0;
         self.data.clear();
         self.high = None;
-        self.exact = false;
     }
 
     fn end_frame(&mut self, on: &mut impl FnMut(OutputEvent<'_>)) {
@@ -439,22 +421,6 @@ impl OutputParser {
         }
         self.event.clear();
     }
-}
-
-/// The fast path of the counting parser, over the string bytes in `rest`: up to the next `"`
-/// (or the end of `rest`), when that span holds only two-byte escapes (`\n`, `\t`, `\"`…, no
-/// `\\` and no `\u`) and does not end inside an escape. Returns `((span length, backslashes),
-/// whether the closing quote ends the span)`; `None` sends the bytes to the exact path.
-fn count_plain_escapes(rest: &[u8]) -> Option<((usize, usize), bool)> {
-    let end = memchr::memchr(b'"', rest);
-    let span = &rest[..end.unwrap_or(rest.len())];
-    let backslashes = span.iter().filter(|&&b| b == b'\\').count();
-    if backslashes > 0
-        && (span.last() == Some(&b'\\') || memchr::memmem::find(span, b"\\\\").is_some() || memchr::memmem::find(span, b"\\u").is_some())
-    {
-        return None;
-    }
-    Some(((span.len(), backslashes), end.is_some()))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffff…` (UTC) as microseconds since the Unix epoch.
