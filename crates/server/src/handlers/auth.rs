@@ -14,6 +14,7 @@ use squall_core::auth::{hash_secret, new_secret};
 use squall_core::id::new_id;
 use squall_store::{ApiKeyRecord, TokenRecord};
 
+use super::json_body;
 use crate::AppState;
 use crate::auth::{Method, Principal};
 use crate::credentials::verify_password;
@@ -44,11 +45,7 @@ pub async fn create_token(State(state): State<Arc<AppState>>, headers: HeaderMap
     if !valid {
         return Err(ApiError::unauthorized(BAD_LOGIN));
     }
-    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?
-    };
+    let body = json_body(&body)?;
     let max = state.auth.token_ttl;
     let ttl = match body.get("ttl") {
         None | Some(Value::Null) => max,
@@ -76,8 +73,7 @@ pub async fn create_token(State(state): State<Arc<AppState>>, headers: HeaderMap
 
 /// `POST /tokens/validate`.
 pub async fn validate_token(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
-    let body: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?;
+    let body = json_body(&body)?;
     let token = body.get("token").and_then(Value::as_str).ok_or_else(|| ApiError::bad_request("'token' is a required property"))?;
     let valid = state.store.token(&hash_secret(token)).await?.is_some_and(|t| t.expiry > Timestamp::now());
     Ok(Json(json!({"valid": valid})))
@@ -135,11 +131,7 @@ pub async fn get_api_key(State(state): State<Arc<AppState>>, Path(id): Path<Stri
 
 /// `POST /apikeys`: the plaintext `key` is in this response only.
 pub async fn create_api_key(State(state): State<Arc<AppState>>, caller: Principal, body: Bytes) -> ApiResult<Response> {
-    let body: Value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?
-    };
+    let body = json_body(&body)?;
     let user = body.get("user").and_then(Value::as_str).filter(|u| !u.is_empty()).unwrap_or(&caller.user).to_string();
     if user != caller.user && !caller.is_admin {
         return Err(ApiError::forbidden(format!(
@@ -170,8 +162,7 @@ pub async fn update_api_key(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let key = own_key(&state, &caller, &id, "api_key_modify").await?;
-    let body: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))?;
+    let body = json_body(&body)?;
     let enabled =
         body.get("enabled").and_then(Value::as_bool).ok_or_else(|| ApiError::bad_request("'enabled' (true or false) is required"))?;
     state.store.set_api_key_enabled(&key.id, enabled).await?;

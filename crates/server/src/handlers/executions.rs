@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use squall_core::Execution;
 use squall_store::{ExecutionQuery, ParentFilter, SortOrder};
 
-use super::paged;
+use super::{json_body, paged};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -118,14 +118,6 @@ pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>, par
     let attributes = params.attributes(EXECUTION_FIELDS, EXCLUDABLE)?;
     let e = find_for(&state, &id, &caller, "execution_view").await?;
     Ok(Json(render(&state, &e, &params, &attributes, &caller)?))
-}
-
-/// Parses a JSON body, answering malformed input with a 400.
-fn json_body(body: &Bytes) -> ApiResult<Value> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))
 }
 
 pub async fn create(

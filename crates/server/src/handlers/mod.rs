@@ -27,6 +27,14 @@ pub fn paged_slice<T>(matching: Vec<T>, offset: u64, limit: Option<u64>, render:
     paged(items, total, limit)
 }
 
+/// Parses a JSON request body (empty means `{}`), answering malformed input with a 400.
+pub fn json_body(body: &axum::body::Bytes) -> crate::error::ApiResult<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| crate::error::ApiError::bad_request(format!("Failed to parse request body as JSON: {e}")))
+}
+
 /// `GET /v1/` — the API's version document.
 pub async fn root() -> Json<Value> {
     Json(
