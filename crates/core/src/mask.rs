@@ -1,7 +1,16 @@
 //! Secret masking inside output: secret values are replaced by `********` before a record is
 //! stored or sent, including a value that arrives split across reads.
+//!
+//! The output is exactly what masking the whole stream at once would give: leftmost-longest
+//! matches, non-overlapping, each replaced by [`MASK`]. To stream that, a push releases
+//! everything up to the earliest position from which the bytes so far could still grow into a
+//! secret (the longest suffix, after the last settled match, that is a proper prefix of some
+//! secret), and holds the rest back until the next push or [`Masker::finish`].
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use std::collections::HashSet;
+
+use aho_corasick::{AhoCorasick, Input, MatchKind};
+use bytes::Bytes;
 
 /// What a masked value is replaced with.
 pub const MASK: &[u8] = b"********";
@@ -15,9 +24,17 @@ pub const DEFAULT_MIN_LENGTH: usize = 4;
 /// once.
 pub struct Masker {
     matcher: Option<AhoCorasick>,
-    secrets: Vec<Vec<u8>>,
-    longest: usize,
+    prefixes: Prefixes,
     held: Vec<u8>,
+}
+
+/// What one push releases.
+enum Release {
+    /// The first `n` bytes of the pushed data, unchanged: nothing was held from before and
+    /// nothing matched.
+    Prefix(usize),
+    /// New bytes.
+    Masked(Vec<u8>),
 }
 
 impl Masker {
@@ -32,8 +49,7 @@ impl Masker {
         values.dedup();
         let matcher = (!values.is_empty())
             .then(|| AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&values).expect("literal patterns always build"));
-        let longest = values.iter().map(Vec::len).max().unwrap_or(0);
-        Masker { matcher, secrets: values, longest, held: Vec::new() }
+        Masker { matcher, prefixes: Prefixes::new(values), held: Vec::new() }
     }
 
     /// True when there is nothing to mask.
@@ -43,35 +59,158 @@ impl Masker {
 
     /// Masks `data` (continuing from earlier calls) and returns what can be released now.
     pub fn push(&mut self, data: &[u8]) -> Vec<u8> {
-        let Some(matcher) = &self.matcher else { return data.to_vec() };
-        let mut input = std::mem::take(&mut self.held);
-        input.extend_from_slice(data);
-        let mut out = Vec::with_capacity(input.len());
-        let mut last = 0;
-        for m in matcher.find_iter(&input) {
-            out.extend_from_slice(&input[last..m.start()]);
-            out.extend_from_slice(MASK);
-            last = m.end();
+        match self.step(data) {
+            Release::Prefix(n) => data[..n].to_vec(),
+            Release::Masked(out) => out,
         }
-        // Hold back the longest tail that is a proper prefix of some secret.
-        let tail = &input[last..];
-        let hold = (1..self.longest.min(tail.len() + 1))
-            .rev()
-            .find(|&n| self.secrets.iter().any(|s| s.len() > n && s.starts_with(&tail[tail.len() - n..])))
-            .unwrap_or(0);
-        out.extend_from_slice(&tail[..tail.len() - hold]);
-        self.held = tail[tail.len() - hold..].to_vec();
-        out
     }
 
-    /// Releases what is held back (the stream ended, so it cannot become a secret).
+    /// [`Masker::push`] for `Bytes`: when nothing was held from before and nothing matched, the
+    /// result is `data` itself (or its first part, when a possible secret prefix at its end is
+    /// held back), without copying.
+    pub fn push_bytes(&mut self, data: Bytes) -> Bytes {
+        match self.step(&data) {
+            Release::Prefix(n) => {
+                let mut data = data;
+                data.truncate(n);
+                data
+            }
+            Release::Masked(out) => out.into(),
+        }
+    }
+
+    /// Releases what is held back (the stream ended, so it cannot grow into a secret any more;
+    /// a complete secret inside it is still masked).
     pub fn finish(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.held)
+        let held = std::mem::take(&mut self.held);
+        match &self.matcher {
+            Some(matcher) if !held.is_empty() => {
+                let mut out = Vec::with_capacity(held.len());
+                let mut last = 0;
+                for m in matcher.find_iter(&held) {
+                    out.extend_from_slice(&held[last..m.start()]);
+                    out.extend_from_slice(MASK);
+                    last = m.end();
+                }
+                out.extend_from_slice(&held[last..]);
+                out
+            }
+            _ => held,
+        }
     }
 
     /// Bytes currently held back.
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// The shared core of `push` and `push_bytes`.
+    fn step(&mut self, data: &[u8]) -> Release {
+        let Some(matcher) = &self.matcher else { return Release::Prefix(data.len()) };
+        let joined;
+        let from_held = !self.held.is_empty();
+        let input: &[u8] = if from_held {
+            let mut held = std::mem::take(&mut self.held);
+            held.extend_from_slice(data);
+            joined = held;
+            &joined
+        } else {
+            data
+        };
+        let len = input.len();
+        // A match that starts before this is settled whatever comes next: no secret is long
+        // enough to begin before it and still be unfinished at the end of `input`.
+        let settled_below = len.saturating_sub(self.prefixes.longest.saturating_sub(1));
+        let mut out: Option<Vec<u8>> = None;
+        let mut from = 0;
+        let hold_at = loop {
+            let Some(m) = matcher.find(Input::new(input).span(from..len)) else { break self.prefixes.hold_start(input, from) };
+            if m.start() >= settled_below {
+                // Near the end: if an unfinished secret could begin at or before this match, the
+                // match is not settled (a longer or earlier one may win), so hold it back too.
+                let hold = self.prefixes.hold_start(input, from);
+                if m.start() >= hold {
+                    break hold;
+                }
+            }
+            let out = out.get_or_insert_with(|| Vec::with_capacity(len));
+            out.extend_from_slice(&input[from..m.start()]);
+            out.extend_from_slice(MASK);
+            from = m.end();
+        };
+        self.held = input[hold_at..].to_vec();
+        match out {
+            None if !from_held => Release::Prefix(hold_at),
+            None => Release::Masked(input[..hold_at].to_vec()),
+            Some(mut out) => {
+                out.extend_from_slice(&input[from..hold_at]);
+                Release::Masked(out)
+            }
+        }
+    }
+}
+
+/// The secrets, indexed for "is this a proper prefix of some secret?".
+struct Prefixes {
+    /// Sorted and deduplicated, so that the secrets starting with any given bytes are
+    /// contiguous.
+    secrets: Vec<Vec<u8>>,
+    longest: usize,
+    /// [`key`] of every proper prefix of every secret. A hit can be a hash collision and is
+    /// confirmed against `secrets`; a miss is certain.
+    keys: HashSet<u64>,
+}
+
+/// Base of the polynomial hash: `hash(b0 b1 … bk-1) = Σ bi·P^(k-1-i)` (wrapping), which can be
+/// extended by one byte at either end in O(1).
+const P: u64 = 0xa076_1d64_78bd_642f;
+
+fn key(hash: u64, len: usize) -> u64 {
+    hash ^ (len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+impl Prefixes {
+    fn new(secrets: Vec<Vec<u8>>) -> Prefixes {
+        let mut keys = HashSet::new();
+        for s in &secrets {
+            let mut hash = 0u64;
+            for (i, &b) in s[..s.len() - 1].iter().enumerate() {
+                hash = hash.wrapping_mul(P).wrapping_add(u64::from(b));
+                keys.insert(key(hash, i + 1));
+            }
+        }
+        let longest = secrets.iter().map(Vec::len).max().unwrap_or(0);
+        Prefixes { secrets, longest, keys }
+    }
+
+    /// Whether some secret is longer than `t` and starts with it.
+    fn is_proper_prefix(&self, t: &[u8]) -> bool {
+        let mut i = self.secrets.partition_point(|s| s.as_slice() < t);
+        if self.secrets.get(i).is_some_and(|s| s == t) {
+            i += 1;
+        }
+        self.secrets.get(i).is_some_and(|s| s.starts_with(t))
+    }
+
+    /// Where the tail to hold back of `input[from..]` starts: at its longest suffix that is a
+    /// proper prefix of some secret, or at `input.len()` when there is none. O(longest), plus
+    /// one confirmation.
+    fn hold_start(&self, input: &[u8], from: usize) -> usize {
+        let len = input.len();
+        let lowest = from.max(len.saturating_sub(self.longest.saturating_sub(1)));
+        let (mut hash, mut pow, mut earliest) = (0u64, 1u64, len);
+        for s in (lowest..len).rev() {
+            hash = hash.wrapping_add(u64::from(input[s]).wrapping_mul(pow));
+            pow = pow.wrapping_mul(P);
+            if self.keys.contains(&key(hash, len - s)) {
+                earliest = s;
+            }
+        }
+        if earliest == len || self.is_proper_prefix(&input[earliest..]) {
+            return earliest;
+        }
+        // A hash collision (practically never): check the shorter suffixes directly.
+        (earliest + 1..len).find(|&s| self.is_proper_prefix(&input[s..])).unwrap_or(len)
     }
 }
 
@@ -120,6 +259,176 @@ mod tests {
         let mut m = Masker::new(["ab", "abcd"], 4);
         assert_eq!(run(&mut m, &[b"ab abcd"]), b"ab ********");
         assert!(Masker::new(["x"], 4).is_empty());
+    }
+
+    #[test]
+    fn a_secret_split_across_two_and_three_chunks() {
+        let mut m = Masker::new(["s3cr3t-token-42"], 4);
+        assert_eq!(m.push(b"pw=s3cr3t-"), b"pw=");
+        assert_eq!(m.held(), 7);
+        assert_eq!(m.push(b"token-42 ok"), b"******** ok");
+        assert_eq!(m.held(), 0);
+
+        assert_eq!(m.push(b"pw=s3c"), b"pw=");
+        assert_eq!(m.push(b"r3t-tok"), b"");
+        assert_eq!(m.held(), 10);
+        assert_eq!(m.push(b"en-42\n"), b"********\n");
+        assert_eq!(m.finish(), b"");
+    }
+
+    #[test]
+    fn overlapping_secrets_mask_the_longest() {
+        // One secret is a prefix of another: a chunk ending right after the shorter one must not
+        // settle on it while the longer one may still follow.
+        let mut m = Masker::new(["abcd", "abcdefgh"], 4);
+        assert_eq!(m.push(b"xabcdef"), b"x");
+        assert_eq!(m.push(b"gh y"), b"******** y");
+        assert_eq!(run(&mut m, &[b"xabcd", b"efz"]), b"x********efz");
+        assert_eq!(run(&mut m, &[b"xabcdef"]), b"x********ef", "a complete secret still held at the end is masked");
+        // A shorter secret inside a longer one that may be on its way.
+        let mut m = Masker::new(["abcdefgh", "bcde"], 4);
+        assert_eq!(run(&mut m, &[b"abcd", b"efgh"]), b"********");
+        assert_eq!(run(&mut m, &[b"abcd", b"exx"]), b"a********xx");
+    }
+
+    #[test]
+    fn a_held_prefix_that_is_not_a_secret_is_released() {
+        let mut m = Masker::new(["hunter2"], 4);
+        assert_eq!(m.push(b"pass hunt"), b"pass ");
+        assert_eq!(m.held(), 4);
+        assert_eq!(m.push(b"ing season"), b"hunting season");
+        assert_eq!(m.held(), 0);
+        assert_eq!(run(&mut m, &[b"hunte", b"hunter2"]), b"hunte********", "a failed prefix followed by the secret");
+    }
+
+    #[test]
+    fn push_bytes_does_not_copy_when_nothing_matches() {
+        let mut m = Masker::new(["hunter2"], 4);
+        let data = Bytes::from(b"nothing to see here\n".to_vec());
+        let out = m.push_bytes(data.clone());
+        assert_eq!(out, data);
+        assert_eq!(out.as_ptr(), data.as_ptr());
+
+        // A possible prefix at the end is held back; what is released is still the input's memory.
+        let data = Bytes::from(b"still nothing, hun".to_vec());
+        let out = m.push_bytes(data.clone());
+        assert_eq!(out, &b"still nothing, "[..]);
+        assert_eq!(out.as_ptr(), data.as_ptr());
+        assert_eq!(m.push_bytes(Bytes::from_static(b"ter2!")), &b"********!"[..]);
+
+        let mut none = Masker::new(Vec::<String>::new(), 4);
+        let data = Bytes::from(b"hunter2".to_vec());
+        assert_eq!(none.push_bytes(data.clone()).as_ptr(), data.as_ptr());
+    }
+
+    /// Masks `input` all at once: at each position the longest secret starting there, if any.
+    fn reference(secrets: &[&[u8]], min_length: usize, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < input.len() {
+            let longest = secrets.iter().filter(|s| s.len() >= min_length && input[i..].starts_with(s)).map(|s| s.len()).max();
+            match longest {
+                Some(n) => {
+                    out.extend_from_slice(MASK);
+                    i += n;
+                }
+                None => {
+                    out.push(input[i]);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// Feeds `input` cut at `cuts` through `push` and `push_bytes` side by side.
+    fn streamed(secrets: &[&[u8]], min_length: usize, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let longest = secrets.iter().map(|s| s.len()).max().unwrap_or(0);
+        let (mut a, mut b) = (Masker::new(secrets, min_length), Masker::new(secrets, min_length));
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &end in cuts.iter().chain([&input.len()]) {
+            let piece = &input[start..end];
+            let released = a.push(piece);
+            assert_eq!(b.push_bytes(Bytes::copy_from_slice(piece)), released, "push and push_bytes agree");
+            assert!(a.held() < longest.max(1), "never holds a whole secret's length");
+            out.extend(released);
+            start = end;
+        }
+        let rest = a.finish();
+        assert_eq!(b.finish(), rest);
+        out.extend(rest);
+        out
+    }
+
+    #[test]
+    fn streaming_equals_masking_the_whole_input_at_once() {
+        let secrets: &[&[u8]] = &[b"abcd", b"abcdefgh", b"bcdx", b"cdab", b"xyzw", b"xyzwxyzw", b"aaaa", b"aaaaab", b"ab", b"dxyz"];
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        let mut inputs: Vec<Vec<u8>> = vec![
+            b"abcdefgh".to_vec(),
+            b"abcdefgxabcdxyzwxyzwxyz".to_vec(),
+            b"aaaaaaaabaaaab aaaa".to_vec(),
+            b"zabcdabcdxyzwxyzwabcdefgh!".to_vec(),
+            b"no secrets here at all".to_vec(),
+        ];
+        // Pieces of secrets glued together, so that matches overlap, nest and get cut short.
+        for _ in 0..15 {
+            let mut input = Vec::new();
+            while input.len() < 28 {
+                let s = secrets[rng.below(secrets.len())];
+                match rng.below(4) {
+                    0 => input.push(b"abcdxyz-"[rng.below(8)]),
+                    1 => input.extend_from_slice(&s[..1 + rng.below(s.len())]),
+                    _ => input.extend_from_slice(s),
+                }
+            }
+            inputs.push(input);
+        }
+        for min_length in [1, 4, 5] {
+            for input in &inputs {
+                let expected = reference(secrets, min_length, input);
+                let n = input.len();
+                let mut chunkings: Vec<Vec<usize>> = vec![vec![]];
+                for size in 1..=n {
+                    chunkings.push((1..n.div_ceil(size)).map(|i| i * size).collect());
+                }
+                for i in 0..=n {
+                    for j in i..=n {
+                        chunkings.push(vec![i, j]);
+                    }
+                }
+                for _ in 0..60 {
+                    let mut cuts = Vec::new();
+                    let mut at = 0;
+                    while at < n {
+                        at = (at + rng.below(7)).min(n); // empty pieces too
+                        cuts.push(at);
+                    }
+                    chunkings.push(cuts);
+                }
+                for cuts in &chunkings {
+                    let got = streamed(secrets, min_length, input, cuts);
+                    assert_eq!(
+                        String::from_utf8_lossy(&got),
+                        String::from_utf8_lossy(&expected),
+                        "input {:?}, cuts {cuts:?}, min_length {min_length}",
+                        String::from_utf8_lossy(input)
+                    );
+                }
+            }
+        }
     }
 
     #[test]
