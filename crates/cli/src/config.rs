@@ -19,6 +19,7 @@ pub struct Config {
     pub stream: Stream,
     pub webui: Webui,
     pub system_user: SystemUser,
+    pub ssh_runner: SshRunner,
     pub auth: Auth,
     pub rbac: RbacSection,
     pub garbagecollector: GarbageCollector,
@@ -211,13 +212,46 @@ impl Default for Webui {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SystemUser {
-    /// The user requests act as while authentication is off.
+    /// The user requests act as while authentication is off, and the default SSH login of the
+    /// remote runners.
     pub user: String,
+    /// Private key the remote runners log in with when an action gives neither `password` nor
+    /// `private_key`.
+    pub ssh_key_file: PathBuf,
 }
 
 impl Default for SystemUser {
     fn default() -> Self {
-        SystemUser { user: "stanley".into() }
+        SystemUser { user: "stanley".into(), ssh_key_file: "/home/stanley/.ssh/stanley_rsa".into() }
+    }
+}
+
+/// `[ssh_runner]` — the remote runners.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshRunner {
+    /// Where `remote-shell-script` uploads scripts when the action gives no `dir`.
+    pub remote_dir: String,
+    /// `true`: an execution succeeds when any host succeeded; `false`: only when all did.
+    pub allow_partial_failure: bool,
+    /// Most hosts of one `parallel` execution connected at once.
+    pub max_parallel_actions: usize,
+    /// Seconds to connect and log in to a host (capped at the action's timeout − 2).
+    pub ssh_connect_timeout: u64,
+    /// An OpenSSH `known_hosts` file: when set, a host whose key is not in it is refused.
+    /// Unset (StackStorm's behaviour): any host key is accepted and its fingerprint logged.
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+impl Default for SshRunner {
+    fn default() -> Self {
+        SshRunner {
+            remote_dir: "/tmp".into(),
+            allow_partial_failure: false,
+            max_parallel_actions: 50,
+            ssh_connect_timeout: 60,
+            known_hosts_file: None,
+        }
     }
 }
 

@@ -139,6 +139,9 @@ enum ExecutionCommand {
         id: String,
         #[arg(long = "type", value_parser = ["stdout", "stderr"])]
         kind: Option<String>,
+        /// Only the output of this remote host (remote runners)
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Everything so far, then live output until the execution completes. The action's stdout
     /// goes to stdout and its stderr to stderr; status lines go to stderr.
@@ -148,7 +151,10 @@ enum ExecutionCommand {
         id: String,
         #[arg(long = "type", value_parser = ["stdout", "stderr"])]
         kind: Option<String>,
-        /// Prefix each record with [timestamp][stream]
+        /// Only the output of this remote host (remote runners)
+        #[arg(long)]
+        host: Option<String>,
+        /// Prefix each record with [timestamp][stream], and [host] for remote runners
         #[arg(long)]
         include_metadata: bool,
         /// Prefix each line with the time it was recorded
@@ -285,9 +291,11 @@ async fn run_client(url: Option<String>, command: Command) -> client::CliResult<
         Command::Execution(ExecutionCommand::ReRun { id, options }) => {
             execution::rerun(&api, &id, &options.parameters, options.wait(), options.json).await
         }
-        Command::Execution(ExecutionCommand::Output { id, kind }) => execution::output(&api, &id, kind.as_deref()).await,
-        Command::Execution(ExecutionCommand::Tail { id, kind, include_metadata, timestamps, only_new }) => {
-            tail::tail(&api, &id, &tail::TailOptions { kind, include_metadata, timestamps, only_new }).await
+        Command::Execution(ExecutionCommand::Output { id, kind, host }) => {
+            execution::output(&api, &id, kind.as_deref(), host.as_deref()).await
+        }
+        Command::Execution(ExecutionCommand::Tail { id, kind, host, include_metadata, timestamps, only_new }) => {
+            tail::tail(&api, &id, &tail::TailOptions { kind, host, include_metadata, timestamps, only_new }).await
         }
         Command::Action(ActionCommand::List { pack, json }) => action::list(&api, pack, json).await,
         Command::Action(ActionCommand::Get { reference, json }) => action::get(&api, &reference, json).await,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use squall_bus::{Bus, LocalBus, LocalQueue, WorkQueue};
+use squall_runner::remote::SshSettings;
 use squall_runner::{Content, RunnerSettings, Worker};
 use squall_server::auth::AuthSettings;
 use squall_server::rbac::Rbac;
@@ -81,6 +82,15 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             mask_min_length: config.actionrunner.mask_min_length,
             max_output_bytes: config.actionrunner.max_output_bytes,
             service_token_ttl: config.auth.service_token_ttl,
+            ssh: SshSettings {
+                remote_dir: config.ssh_runner.remote_dir.clone(),
+                allow_partial_failure: config.ssh_runner.allow_partial_failure,
+                max_parallel: config.ssh_runner.max_parallel_actions,
+                connect_timeout: Duration::from_secs(config.ssh_runner.ssh_connect_timeout),
+                default_user: config.system_user.user.clone(),
+                default_key_file: config.system_user.ssh_key_file.clone(),
+                known_hosts: config.ssh_runner.known_hosts_file.clone(),
+            },
         },
     );
     worker.recover().await.context("start-up recovery failed")?;

@@ -27,10 +27,10 @@ async fn every_prefix_reaches_the_api() {
 async fn actions_and_runner_types() {
     let s = Server::start();
     let r = reqwest::get(s.url("/v1/actions?include_attributes=ref%2Cpack%2Cdescription")).await.unwrap();
-    assert_eq!(r.headers()["x-total-count"], "4");
+    assert_eq!(r.headers()["x-total-count"], "6");
     let list: Value = r.json().await.unwrap();
     let refs: Vec<&str> = list.as_array().unwrap().iter().map(|a| a["ref"].as_str().unwrap()).collect();
-    assert_eq!(refs, ["core.echo", "core.local", "core.local_sudo", "core.noop"]);
+    assert_eq!(refs, ["core.echo", "core.local", "core.local_sudo", "core.noop", "core.remote", "core.remote_sudo"]);
     assert!(list[0].get("parameters").is_none(), "projection drops unrequested fields");
     assert!(list[0]["description"].is_string());
 

@@ -67,14 +67,14 @@ async fn action_list_and_get(layout: Layout) {
     let st2 = St2::new(&s, layout);
 
     let out = st2.run(&["action", "list"]).await.ok();
-    for r in ["core.local", "core.local_sudo", "core.echo", "core.noop"] {
+    for r in ["core.local", "core.local_sudo", "core.echo", "core.noop", "core.remote"] {
         out.has(&format!("| {r} "));
     }
     let out = st2.run(&["action", "list", "-p", "core"]).await.ok();
     out.has("| core.local ").has("| core ");
     let listed = st2.run(&["action", "list", "-p", "core", "-j"]).await.ok().json();
     let refs: Vec<&str> = listed.as_array().unwrap().iter().map(|a| a["ref"].as_str().unwrap()).collect();
-    assert_eq!(refs, ["core.echo", "core.local", "core.local_sudo", "core.noop"], "{listed}");
+    assert_eq!(refs, ["core.echo", "core.local", "core.local_sudo", "core.noop", "core.remote", "core.remote_sudo"], "{listed}");
     st2.run(&["action", "list", "-p", "nope"]).await.ok().has("No matching items found").lacks("core.local");
 
     let out = st2.run(&["action", "get", "core.local"]).await.ok();

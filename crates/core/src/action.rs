@@ -218,7 +218,46 @@ fn builtin_runners() -> Vec<RunnerType> {
         ),
         runner("noop", "A runner which does nothing.", "noop_runner", "noop_runner", json!({})),
         python_runner(),
+        remote_runner("remote-shell-cmd"),
+        remote_runner("remote-shell-script"),
     ]
+}
+
+/// `remote-shell-cmd` and `remote-shell-script`: a command or a pack script run over SSH on
+/// every host of `hosts` (runner semantics §5, wire contract §7.3).
+fn remote_runner(name: &str) -> RunnerType {
+    let script = name == "remote-shell-script";
+    let mut params = json!({
+        "bastion_host": {"description": "The host SSH connections will be proxied through. Note: This connection is made using the same parameters as the final connection, and is only used in ParamikoSSHClient.", "type": "string"},
+        "cwd": {"description": "Working directory where the script will be executed in", "type": "string", "default": "/tmp"},
+        "dir": {"description": "The working directory where the script will be copied to on the remote host.", "type": "string", "default": "/tmp"},
+        "env": {"description": "Environment variables which will be available to the command(e.g. key1=val1,key2=val2)", "type": "object"},
+        "hosts": {"description": "A comma delimited string of a list of hosts where the remote command will be executed.", "type": "string", "required": true},
+        "kwarg_op": {"description": "Operator to use in front of keyword args i.e. \"--\" or \"-\".", "type": "string", "default": "--"},
+        "parallel": {"description": "Default to parallel execution.", "type": "boolean", "default": false, "immutable": true},
+        "passphrase": {"description": "Passphrase for the private key, if needed.", "type": "string", "secret": true},
+        "password": {"description": "Password used to log in. If not provided, private key from the config file is used.", "type": "string", "secret": true},
+        "port": {"description": "SSH port. Note: This parameter is used only in ParamikoSSHClient.", "type": "integer"},
+        "private_key": {"description": "Private key material or path to the private key file on disk used to log in.", "type": "string", "secret": true},
+        "sudo": {"description": "The remote command will be executed with sudo.", "type": "boolean", "default": false},
+        "sudo_password": {"description": "Sudo password. To be used when passwordless sudo is not allowed.", "type": "string", "required": false, "default": null, "secret": true},
+        "timeout": {"description": "Action timeout in seconds. Action will get killed if it doesn't finish in timeout seconds.", "type": "integer", "default": 60},
+        "username": {"description": "Username used to log-in. If not provided, default username from config is used.", "type": "string"}
+    });
+    let map = params.as_object_mut().expect("object literal");
+    if script {
+        map.insert("debug".into(), json!({"description": "Enable runner debug mode.", "type": "boolean", "default": false}));
+    } else {
+        map.insert("cmd".into(), json!({"description": "Arbitrary Linux command to be executed on the remote host(s).", "type": "string"}));
+        map["dir"]["immutable"] = json!(true);
+    }
+    let description = if script {
+        "A remote execution runner that executes actions as a fixed system user."
+    } else {
+        "A remote execution runner that executes commands as a fixed system user."
+    };
+    let module = if script { "remote_script_runner" } else { "remote_command_runner" };
+    runner(name, description, "remote_runner", module, params)
 }
 
 /// `python-script`: a Python `Action` class from a pack (runner semantics §6, wire contract §7.3).
@@ -303,6 +342,28 @@ fn core_pack() -> Vec<(&'static str, ActionMetadata)> {
             })),
         ),
         (
+            "actions/remote.yaml",
+            parse(json!({
+                "name": "remote", "runner_type": "remote-shell-cmd",
+                "description": "Action to execute arbitrary linux command remotely.",
+                "parameters": {
+                    "cmd": {"description": "Arbitrary Linux command to be executed on the remote host(s).", "required": true, "type": "string"},
+                    "sudo": {"immutable": true}
+                }
+            })),
+        ),
+        (
+            "actions/remote_sudo.yaml",
+            parse(json!({
+                "name": "remote_sudo", "runner_type": "remote-shell-cmd",
+                "description": "Action to execute arbitrary linux command remotely.",
+                "parameters": {
+                    "cmd": {"description": "Arbitrary Linux command to be executed on the remote host(s).", "required": true, "type": "string"},
+                    "sudo": {"default": true, "immutable": true}
+                }
+            })),
+        ),
+        (
             "actions/noop.yaml",
             parse(json!({
                 "name": "noop", "runner_type": "noop",
@@ -320,7 +381,7 @@ mod tests {
     fn builtin_catalog_has_core_actions_sorted() {
         let c = Catalog::builtin();
         let refs: Vec<_> = c.actions().map(|a| a.ref_.as_str()).collect();
-        assert_eq!(refs, ["core.echo", "core.local", "core.local_sudo", "core.noop"]);
+        assert_eq!(refs, ["core.echo", "core.local", "core.local_sudo", "core.noop", "core.remote", "core.remote_sudo"]);
         let local = c.action("core.local").unwrap();
         assert_eq!(c.action(&local.id).unwrap().ref_, "core.local");
         assert_eq!(local.uid, "action:core:local");
@@ -329,6 +390,10 @@ mod tests {
         assert_eq!(python.output_key.as_deref(), Some("result"));
         assert_eq!(python.runner_parameters["timeout"]["default"], 600);
         assert_eq!(python.output_schema.as_ref().unwrap()["exit_code"]["type"], "integer");
+        let remote = &c.runner("remote-shell-cmd").unwrap().runner_parameters;
+        assert_eq!((remote["hosts"]["required"].clone(), remote["dir"]["immutable"].clone()), (json!(true), json!(true)));
+        let script = &c.runner("remote-shell-script").unwrap().runner_parameters;
+        assert!(!script.contains_key("cmd") && script["dir"].get("immutable").is_none() && script["password"]["secret"] == json!(true));
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct OutputRecord {
     pub stream: StreamKind,
     pub offset: u64,
     pub timestamp: Timestamp,
+    /// The remote host that produced it (remote runners); `None` for local output.
+    pub host: Option<String>,
     pub data: Bytes,
 }
 
@@ -89,5 +91,19 @@ impl StreamFilter {
             StreamFilter::Only(k) => k == kind,
             StreamFilter::Nothing => false,
         }
+    }
+}
+
+/// Which records a viewer wants: by stream (`output_type`) and, for remote runners, by host
+/// (`host`). A host filter leaves out squall's own host-less `output` records too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFilter {
+    pub streams: StreamFilter,
+    pub host: Option<String>,
+}
+
+impl RecordFilter {
+    pub fn matches(&self, record: &OutputRecord) -> bool {
+        self.streams.matches(record.stream) && self.host.as_ref().is_none_or(|h| record.host.as_ref() == Some(h))
     }
 }

@@ -2,6 +2,7 @@
 //! as they are read, a partial line is held for a few milliseconds (so progress bars and prompts
 //! still show), and nothing is ever split inside a UTF-8 character unless it is invalid anyway.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -14,7 +15,16 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub struct Chunk {
     pub stream: StreamKind,
+    /// The remote host it came from (remote runners); `None` for local processes.
+    pub host: Option<Arc<str>>,
     pub data: Bytes,
+}
+
+impl Chunk {
+    /// A chunk of local output.
+    pub fn local(stream: StreamKind, data: impl Into<Bytes>) -> Chunk {
+        Chunk { stream, host: None, data: data.into() }
+    }
 }
 
 /// Bytes asked for per read.
@@ -24,10 +34,16 @@ pub const MAX_RECORD: usize = 1024 * 1024;
 /// How long a partial line waits for its newline before it is sent anyway.
 const PARTIAL_FLUSH: Duration = Duration::from_millis(5);
 
-/// Reads `reader` to its end, sending chunks to the log writer. Waiting on a full channel stops
-/// the reading, so a slow store pushes back on the process through its pipe — and only the
-/// store can do that. Returns when the pipe closes or the writer has gone away.
-pub async fn capture<R: AsyncRead + Unpin>(mut reader: R, stream: StreamKind, tx: mpsc::Sender<Chunk>) {
+/// Reads `reader` to its end, sending chunks (tagged with `host`, if any) to the log writer.
+/// Waiting on a full channel stops the reading, so a slow store pushes back on the process
+/// through its pipe — and only the store can do that. Returns when the pipe closes or the
+/// writer has gone away.
+pub async fn capture<R: AsyncRead + Unpin>(mut reader: R, stream: StreamKind, host: Option<Arc<str>>, tx: mpsc::Sender<Chunk>) {
+    let send = |data: Bytes| {
+        let chunk = Chunk { stream, host: host.clone(), data };
+        let tx = &tx;
+        async move { tx.send(chunk).await.is_ok() }
+    };
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     // After a timed flush has left only an incomplete character behind, wait for more without a
     // deadline instead of waking every few milliseconds.
@@ -44,7 +60,7 @@ pub async fn capture<R: AsyncRead + Unpin>(mut reader: R, stream: StreamKind, tx
                 Err(_) => {
                     let cut = utf8_safe_len(&buf);
                     hold_without_deadline = cut < buf.len();
-                    if cut > 0 && !send(&tx, stream, buf.split_to(cut).freeze()).await {
+                    if cut > 0 && !send(buf.split_to(cut).freeze()).await {
                         return;
                     }
                     continue;
@@ -54,7 +70,7 @@ pub async fn capture<R: AsyncRead + Unpin>(mut reader: R, stream: StreamKind, tx
         let n = match read {
             Ok(0) | Err(_) => {
                 if !buf.is_empty() {
-                    send(&tx, stream, buf.split().freeze()).await;
+                    send(buf.split().freeze()).await;
                 }
                 return;
             }
@@ -63,21 +79,17 @@ pub async fn capture<R: AsyncRead + Unpin>(mut reader: R, stream: StreamKind, tx
         hold_without_deadline = false;
         let fresh = buf.len() - n;
         if let Some(pos) = memchr::memrchr(b'\n', &buf[fresh..])
-            && !send(&tx, stream, buf.split_to(fresh + pos + 1).freeze()).await
+            && !send(buf.split_to(fresh + pos + 1).freeze()).await
         {
             return;
         }
         while buf.len() >= MAX_RECORD {
             let cut = utf8_safe_len(&buf[..MAX_RECORD]).max(1);
-            if !send(&tx, stream, buf.split_to(cut).freeze()).await {
+            if !send(buf.split_to(cut).freeze()).await {
                 return;
             }
         }
     }
-}
-
-async fn send(tx: &mpsc::Sender<Chunk>, stream: StreamKind, data: Bytes) -> bool {
-    tx.send(Chunk { stream, data }).await.is_ok()
 }
 
 /// Length of the longest prefix of `bytes` that does not end inside a multi-byte UTF-8
@@ -118,7 +130,7 @@ mod tests {
 
     async fn chunks_of(input: &'static [u8]) -> Vec<Chunk> {
         let (tx, mut rx) = mpsc::channel(1024);
-        capture(input, StreamKind::Stdout, tx).await;
+        capture(input, StreamKind::Stdout, None, tx).await;
         let mut out = Vec::new();
         while let Some(c) = rx.recv().await {
             out.push(c);

@@ -6,6 +6,7 @@ pub mod content;
 pub mod local;
 pub mod process;
 pub mod python;
+pub mod remote;
 pub mod worker;
 pub mod writer;
 

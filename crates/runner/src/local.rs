@@ -44,7 +44,7 @@ pub fn build_job(execution: &Execution, ctx: LocalContext<'_>) -> Result<Job, St
         },
         Some(script) => {
             make_executable(script);
-            script_line(script, &execution.action, ctx.action, ctx.runner, ctx.secrets, &mut env)
+            script_line(quote(&script.display().to_string()), &execution.action, ctx.action, ctx.runner, ctx.secrets, &mut env)
         }
     };
 
@@ -83,11 +83,11 @@ fn make_executable(script: &Path) {
     }
 }
 
-/// `<script> <named args…> <positional args…>` as StackStorm builds it (runner semantics §4).
-/// Secret values are exported as `SQUALL_SECRET_<n>` and referenced, so the shell's own argv
-/// never spells them out.
-fn script_line(
-    script: &Path,
+/// `<program> <named args…> <positional args…>` as StackStorm builds it (runner semantics §4);
+/// `program` is already in shell syntax. Secret values are exported as `SQUALL_SECRET_<n>` and
+/// referenced, so the shell's own argv never spells them out.
+pub fn script_line(
+    program: String,
     action: &Action,
     values: &Map<String, Value>,
     runner: &Map<String, Value>,
@@ -95,7 +95,7 @@ fn script_line(
     env: &mut BTreeMap<String, String>,
 ) -> String {
     let kwarg_op = runner.get("kwarg_op").and_then(Value::as_str).unwrap_or("--");
-    let mut words = vec![quote(&script.display().to_string())];
+    let mut words = vec![program];
     let mut positional: Vec<(i64, String)> = Vec::new();
     let mut secret_n = 0;
     let mut word_for = |name: &str, text: String, env: &mut BTreeMap<String, String>| {
@@ -184,7 +184,7 @@ mod tests {
             json!({"name": "a b", "tags": ["x", "y"], "count": 3, "verbose": true, "note": "", "items": ["a", "b"], "token": "s3cr3t"});
         let mut env = BTreeMap::new();
         let line = script_line(
-            Path::new("/packs/p/actions/s.sh"),
+            "/packs/p/actions/s.sh".into(),
             &action,
             values.as_object().unwrap(),
             &Map::new(),

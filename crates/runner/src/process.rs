@@ -85,8 +85,8 @@ pub async fn supervise(mut job: Job, stopper: &Stopper, tx: mpsc::Sender<Chunk>)
             let _ = stdin.write_all(&data).await;
         });
     }
-    let out = tokio::spawn(capture(child.stdout.take().expect("piped stdout"), StreamKind::Stdout, tx.clone()));
-    let err = tokio::spawn(capture(child.stderr.take().expect("piped stderr"), StreamKind::Stderr, tx));
+    let out = tokio::spawn(capture(child.stdout.take().expect("piped stdout"), StreamKind::Stdout, None, tx.clone()));
+    let err = tokio::spawn(capture(child.stderr.take().expect("piped stderr"), StreamKind::Stderr, None, tx));
 
     let deadline = async {
         match job.timeout {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use squall_core::{Execution, Status, params};
+use squall_core::{Execution, Status, StreamKind, params};
 use squall_store::StoreError;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -127,8 +127,8 @@ pub async fn execute(
         None => (ended.code, Status::Failed),
     };
     let mut result = json!({
-        "stdout": summary.stdout.text(),
-        "stderr": summary.stderr.text(),
+        "stdout": summary.text(None, StreamKind::Stdout),
+        "stderr": summary.text(None, StreamKind::Stderr),
         "exit_code": code,
         "result": value,
     });

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use squall_bus::{Bus, ChangeKind, WorkQueue};
 use squall_core::shell::{Exit, shell_result, status_for};
-use squall_core::{Execution, OutputStats, Status, params};
+use squall_core::{Execution, OutputStats, Status, StreamKind, params};
 use squall_store::{Store, StoreError, TokenRecord};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +17,8 @@ use tokio_util::task::TaskTracker;
 use crate::content::Content;
 use crate::local::{LocalContext, build_job};
 use crate::process::{StopReason, Stopper, supervise};
+use crate::python::PythonContext;
+use crate::remote::{RemoteContext, SshSettings};
 use crate::writer::LogWriter;
 
 /// Runner settings, from the `[actionrunner]` configuration section.
@@ -40,6 +42,8 @@ pub struct RunnerSettings {
     pub service_token_ttl: u64,
     /// Most output bytes stored per execution (0: unlimited); see `LogWriter::limit`.
     pub max_output_bytes: u64,
+    /// The remote runners' settings.
+    pub ssh: SshSettings,
 }
 
 /// How an execution ended, as the runner saw it.
@@ -57,6 +61,15 @@ impl Outcome {
 
 /// Chunks in flight between capture and the log writer. When full, capture stops reading.
 const CAPTURE_QUEUE: usize = 16;
+
+/// What every process-running action gets: resolved parameters, the environment (with its
+/// service token), secret parameter names, and the values masked in its output.
+struct Run<'a> {
+    resolved: &'a params::Resolved,
+    env: BTreeMap<String, String>,
+    secrets: &'a [String],
+    masked: &'a [String],
+}
 
 /// One runner: a pool of execution slots fed by the work queue.
 pub struct Worker {
@@ -199,79 +212,85 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs the action and returns its final status and result.
+    /// Runs the action and returns its final status and result. Actions that run a process get
+    /// a service token (`ST2_ACTION_AUTH_TOKEN`), revoked when they end.
     async fn execute(&self, e: &Execution, stopper: &Stopper) -> Result<Outcome, StoreError> {
         let resolved = match params::resolve(&e.runner, &e.action, &e.parameters) {
             Ok(r) => r,
             Err(err) => return Ok(Outcome::failed(json!({"error": err.0}))),
         };
-        match e.runner.name.as_str() {
-            "noop" => Ok(Outcome { status: Status::Succeeded, result: shell_result(Exit::Code(0), "", ""), output: None }),
+        if e.runner.name == "noop" {
+            return Ok(Outcome { status: Status::Succeeded, result: shell_result(Exit::Code(0), "", ""), output: None });
+        }
+        let secrets = params::secret_names(&e.runner, &e.action);
+        let (token, token_record) = TokenRecord::issue(e.user(), self.settings.service_token_ttl, true);
+        self.store.insert_token(&token_record).await?;
+        let mut env = self.base_env(e);
+        env.insert("ST2_ACTION_AUTH_TOKEN".into(), token.clone());
+        let mut masked = secret_values(&resolved, &secrets);
+        masked.push(token);
+        let run = Run { resolved: &resolved, env, secrets: &secrets, masked: &masked };
+        let outcome = self.run_action(e, run, stopper).await;
+        self.store.delete_token(&token_record.token_hash).await?;
+        outcome
+    }
+
+    async fn run_action(&self, e: &Execution, run: Run<'_>, stopper: &Stopper) -> Result<Outcome, StoreError> {
+        let Run { resolved, env, secrets, masked } = run;
+        let grace = self.settings.kill_grace;
+        let missing_entry_point =
+            || Outcome::failed(json!({"error": format!("Action {} has no entry point in a loaded pack", e.action.ref_)}));
+        let (status, result, summary) = match e.runner.name.as_str() {
             "local-shell-cmd" | "local-shell-script" => {
                 let script = match e.runner.name.as_str() {
                     "local-shell-script" => match self.content.entry_point(&e.action) {
                         Some(path) => Some(path),
-                        None => {
-                            return Ok(Outcome::failed(
-                                json!({"error": format!("Action {} has no entry point in a loaded pack", e.action.ref_)}),
-                            ));
-                        }
+                        None => return Ok(missing_entry_point()),
                     },
                     _ => None,
                 };
-                let secrets = params::secret_names(&e.runner, &e.action);
-                let (token, token_record) = TokenRecord::issue(e.user(), self.settings.service_token_ttl, true);
-                self.store.insert_token(&token_record).await?;
-                let mut base_env = self.base_env(e);
-                base_env.insert("ST2_ACTION_AUTH_TOKEN".into(), token.clone());
-                let mut values = secret_values(&resolved, &secrets);
-                values.push(token);
                 let ctx = LocalContext {
                     runner: &resolved.runner,
                     action: &resolved.action,
-                    secrets: &secrets,
+                    secrets,
                     script: script.as_deref(),
-                    base_env,
-                    grace: self.settings.kill_grace,
+                    base_env: env,
+                    grace,
                 };
-                let outcome = match build_job(e, ctx) {
-                    Ok(job) => self.supervise_local(e, job, &values, stopper).await,
+                return match build_job(e, ctx) {
+                    Ok(job) => self.supervise_local(e, job, masked, stopper).await,
                     Err(message) => Ok(Outcome::failed(json!({"error": message}))),
                 };
-                self.store.delete_token(&token_record.token_hash).await?;
-                outcome
             }
             "python-script" => {
-                let (token, token_record) = TokenRecord::issue(e.user(), self.settings.service_token_ttl, true);
-                self.store.insert_token(&token_record).await?;
-                let mut base_env = self.base_env(e);
-                base_env.insert("ST2_ACTION_AUTH_TOKEN".into(), token.clone());
-                let mut values = secret_values(&resolved, &params::secret_names(&e.runner, &e.action));
-                values.push(token);
-                let writer = LogWriter::new(
-                    e,
-                    Arc::clone(&self.store),
-                    Arc::clone(&self.bus),
-                    self.settings.stream_output,
-                    self.settings.result_max_bytes,
-                )
-                .masking(&values, self.settings.mask_min_length)
-                .limit(self.settings.max_output_bytes);
-                let grace = self.settings.kill_grace;
-                let ctx = crate::python::PythonContext {
-                    resolved: &resolved,
+                let ctx = PythonContext { resolved, content: &self.content, base_env: env, grace, capture_queue: CAPTURE_QUEUE };
+                crate::python::execute(e, ctx, self.writer(e, masked), stopper).await?
+            }
+            "remote-shell-cmd" | "remote-shell-script" => {
+                let st2_env = env.into_iter().filter(|(k, _)| k.starts_with("ST2_")).collect();
+                let ctx = RemoteContext {
+                    resolved,
                     content: &self.content,
-                    base_env,
+                    st2_env,
+                    secrets,
                     grace,
+                    settings: &self.settings.ssh,
                     capture_queue: CAPTURE_QUEUE,
                 };
-                let ran = crate::python::execute(e, ctx, writer, stopper).await;
-                self.store.delete_token(&token_record.token_hash).await?;
-                let (status, result, summary) = ran?;
-                Ok(Outcome { status, result, output: summary.map(|s| s.stats) })
+                crate::remote::execute(e, ctx, self.writer(e, masked), stopper).await?
             }
-            other => Ok(Outcome::failed(json!({"error": format!("Runner type \"{other}\" is not available in this squall build")}))),
-        }
+            other => {
+                return Ok(Outcome::failed(json!({"error": format!("Runner type \"{other}\" is not available in this squall build")})));
+            }
+        };
+        Ok(Outcome { status, result, output: summary.map(|s| s.stats) })
+    }
+
+    /// The execution's log writer, masking `masked`.
+    fn writer(&self, e: &Execution, masked: &[String]) -> LogWriter {
+        LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes)
+            .masking(masked, self.settings.mask_min_length)
+            .limit(self.settings.max_output_bytes)
     }
 
     async fn supervise_local(
@@ -283,11 +302,7 @@ impl Worker {
     ) -> Result<Outcome, StoreError> {
         let timeout_secs = job.timeout.map_or(0, |t| t.as_secs());
         let (tx, rx) = mpsc::channel(CAPTURE_QUEUE);
-        let writer =
-            LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes)
-                .masking(secrets, self.settings.mask_min_length)
-                .limit(self.settings.max_output_bytes);
-        let writing = tokio::spawn(writer.run(rx));
+        let writing = tokio::spawn(self.writer(e, secrets).run(rx));
         let ended = supervise(job, stopper, tx).await;
         let summary = writing.await.expect("log writer task")?;
         let ended = match ended {
@@ -305,7 +320,7 @@ impl Worker {
             Some(StopReason::Shutdown) => Exit::Code(-15),
             None => Exit::Code(ended.code),
         };
-        let mut result = shell_result(exit, &summary.stdout.text(), &summary.stderr.text());
+        let mut result = shell_result(exit, &summary.text(None, StreamKind::Stdout), &summary.text(None, StreamKind::Stderr));
         if ended.stopped == Some(StopReason::Shutdown) {
             result["error"] = json!("squall shut down before the action finished");
         }

@@ -75,9 +75,24 @@ impl HeadTail {
 #[derive(Debug)]
 pub struct WriterSummary {
     pub last_seq: u64,
-    pub stdout: HeadTail,
-    pub stderr: HeadTail,
     pub stats: OutputStats,
+    /// Result views per host (`None`: local output), in the order hosts first wrote.
+    views: Vec<(Option<Arc<str>>, [HeadTail; 2])>,
+}
+
+impl WriterSummary {
+    /// The kept text of one stream of local output (`host` `None`) or of one host's output.
+    pub fn text(&self, host: Option<&str>, stream: StreamKind) -> String {
+        let slot = if stream == StreamKind::Stderr { 1 } else { 0 };
+        self.views.iter().find(|(h, _)| h.as_deref() == host).map_or_else(String::new, |(_, views)| views[slot].text())
+    }
+}
+
+/// Per-host state: streaming maskers (a secret split across reads of one host's stream must
+/// not meet another host's bytes) and the result views.
+struct Lane {
+    host: Option<Arc<str>>,
+    maskers: [Masker; 2],
 }
 
 /// `[actionrunner] max_output_bytes`: the first half is stored as it comes; past it, a rolling
@@ -113,8 +128,11 @@ pub struct LogWriter {
     next_seq: u64,
     offsets: [u64; 3],
     summary: WriterSummary,
-    /// Secret masking for stdout and stderr, applied before anything is stored or published.
-    maskers: [Masker; 2],
+    result_limit: usize,
+    /// Values masked in stdout and stderr before anything is stored or published.
+    secrets: Vec<String>,
+    mask_min_length: usize,
+    lanes: Vec<Lane>,
     limit: Limit,
 }
 
@@ -128,13 +146,11 @@ impl LogWriter {
             publish,
             next_seq: 1,
             offsets: [0; 3],
-            summary: WriterSummary {
-                last_seq: 0,
-                stdout: HeadTail::new(result_limit),
-                stderr: HeadTail::new(result_limit),
-                stats: OutputStats::default(),
-            },
-            maskers: [Masker::new(Vec::<String>::new(), 1), Masker::new(Vec::<String>::new(), 1)],
+            summary: WriterSummary { last_seq: 0, stats: OutputStats::default(), views: Vec::new() },
+            result_limit,
+            secrets: Vec::new(),
+            mask_min_length: 1,
+            lanes: Vec::new(),
             limit: Limit::default(),
         }
     }
@@ -147,8 +163,35 @@ impl LogWriter {
 
     /// Masks these values (those of at least `min_length` bytes) in everything written.
     pub fn masking(mut self, secrets: &[String], min_length: usize) -> LogWriter {
-        self.maskers = [Masker::new(secrets, min_length), Masker::new(secrets, min_length)];
+        self.secrets = secrets.to_vec();
+        self.mask_min_length = min_length;
         self
+    }
+
+    /// The lane of `host`, created on its first chunk.
+    fn lane(&mut self, host: &Option<Arc<str>>) -> &mut Lane {
+        let at = match self.lanes.iter().position(|l| l.host == *host) {
+            Some(at) => at,
+            None => {
+                let masker = || Masker::new(&self.secrets, self.mask_min_length);
+                self.lanes.push(Lane { host: host.clone(), maskers: [masker(), masker()] });
+                self.lanes.len() - 1
+            }
+        };
+        &mut self.lanes[at]
+    }
+
+    /// The result views of `host`, created on its first record.
+    fn views(&mut self, host: &Option<Arc<str>>) -> &mut [HeadTail; 2] {
+        let views = &mut self.summary.views;
+        let at = match views.iter().position(|(h, _)| h == host) {
+            Some(at) => at,
+            None => {
+                views.push((host.clone(), [HeadTail::new(self.result_limit), HeadTail::new(self.result_limit)]));
+                views.len() - 1
+            }
+        };
+        &mut views[at].1
     }
 
     /// Continues a log that already has records (for squall's own `output` lines written after
@@ -177,10 +220,18 @@ impl LogWriter {
         }
         // The streams are closed: whatever was held back as a possible secret prefix is not one.
         // It is already masked, so it goes straight to `keep`.
-        let held: Vec<Chunk> = [StreamKind::Stdout, StreamKind::Stderr]
-            .into_iter()
-            .zip(self.maskers.iter_mut())
-            .map(|(stream, m)| Chunk { stream, data: m.finish().into() })
+        let held: Vec<Chunk> = self
+            .lanes
+            .iter_mut()
+            .flat_map(|lane| {
+                let host = lane.host.clone();
+                let [out, err] = &mut lane.maskers;
+                [(StreamKind::Stdout, out.finish()), (StreamKind::Stderr, err.finish())].map(|(stream, data)| Chunk {
+                    stream,
+                    host: host.clone(),
+                    data: data.into(),
+                })
+            })
             .collect();
         let mut kept = Vec::new();
         for chunk in held {
@@ -191,7 +242,7 @@ impl LogWriter {
             let marker = format!("… {} bytes omitted …\n", self.summary.stats.omitted_bytes);
             let tail: Vec<Chunk> = std::mem::take(&mut self.limit.tail).into();
             self.limit.max = 0; // the tail is stored whole
-            self.store_records(std::iter::once(Chunk { stream: StreamKind::Output, data: marker.into() }).chain(tail)).await?;
+            self.store_records(std::iter::once(Chunk::local(StreamKind::Output, marker)).chain(tail)).await?;
         }
         self.summary.last_seq = self.next_seq - 1;
         Ok(self.summary)
@@ -200,9 +251,14 @@ impl LogWriter {
     /// Masks chunks, applies the size limit, and stores what is kept.
     pub async fn commit(&mut self, chunks: impl Iterator<Item = Chunk>) -> Result<(), StoreError> {
         let mut kept = Vec::new();
+        let masking = !self.secrets.is_empty();
         for mut chunk in chunks {
-            if let Some(masker) = self.maskers.get_mut(chunk.stream.code() as usize - 1).filter(|m| !m.is_empty()) {
-                chunk.data = masker.push(&chunk.data).into();
+            if masking && chunk.stream != StreamKind::Output {
+                let slot = chunk.stream.code() as usize - 1;
+                let masker = &mut self.lane(&chunk.host).maskers[slot];
+                if !masker.is_empty() {
+                    chunk.data = masker.push_bytes(chunk.data);
+                }
             }
             self.keep(chunk, &mut kept);
         }
@@ -237,14 +293,14 @@ impl LogWriter {
             let head = chunk.data.split_to(cut);
             limit.stored += head.len() as u64;
             if !head.is_empty() {
-                kept.push(Chunk { stream: chunk.stream, data: head });
+                kept.push(Chunk { stream: chunk.stream, host: chunk.host.clone(), data: head });
             }
             let note = format!(
                 "… output limit reached (max_output_bytes = {}): the rest is kept as a rolling last {} bytes, stored when the action ends …\n",
                 limit.max,
                 limit.tail_budget()
             );
-            kept.push(Chunk { stream: StreamKind::Output, data: note.into() });
+            kept.push(Chunk::local(StreamKind::Output, note));
             self.summary.stats.truncated = true;
         }
         limit.tail_bytes += chunk.data.len() as u64;
@@ -262,45 +318,43 @@ impl LogWriter {
         }
     }
 
-    /// Coalesces adjacent chunks of the same stream (up to [`MAX_RECORD`]), numbers them,
-    /// stores them in one transaction and then publishes them.
+    /// Coalesces adjacent chunks of the same stream and host (up to [`MAX_RECORD`]), numbers
+    /// them, stores them in one transaction and then publishes them.
     async fn store_records(&mut self, chunks: impl Iterator<Item = Chunk>) -> Result<(), StoreError> {
-        let mut merged: Vec<(StreamKind, BytesMut)> = Vec::new();
+        let mut merged: Vec<(StreamKind, Option<Arc<str>>, BytesMut)> = Vec::new();
         for chunk in chunks {
             if chunk.data.is_empty() {
                 continue;
             }
             match merged.last_mut() {
-                Some((stream, buf)) if *stream == chunk.stream && buf.len() + chunk.data.len() <= MAX_RECORD => {
+                Some((stream, host, buf))
+                    if *stream == chunk.stream && *host == chunk.host && buf.len() + chunk.data.len() <= MAX_RECORD =>
+                {
                     buf.extend_from_slice(&chunk.data);
                 }
-                _ => merged.push((chunk.stream, BytesMut::from(chunk.data.as_ref()))),
+                _ => merged.push((chunk.stream, chunk.host, BytesMut::from(chunk.data.as_ref()))),
             }
         }
         let timestamp = Timestamp::now();
-        let records: Vec<OutputRecord> = merged
-            .into_iter()
-            .map(|(stream, data)| {
-                let data = data.freeze();
-                let slot = (stream.code() - 1) as usize;
-                let record = OutputRecord {
-                    execution_id: self.execution_id.clone(),
-                    seq: self.next_seq,
-                    stream,
-                    offset: self.offsets[slot],
-                    timestamp,
-                    data,
-                };
-                self.next_seq += 1;
-                self.offsets[slot] += record.data.len() as u64;
-                match stream {
-                    StreamKind::Stdout => self.summary.stdout.push(&record.data),
-                    StreamKind::Stderr => self.summary.stderr.push(&record.data),
-                    StreamKind::Output => {}
-                }
-                record
-            })
-            .collect();
+        let mut records = Vec::with_capacity(merged.len());
+        for (stream, host, data) in merged {
+            let data = data.freeze();
+            let slot = (stream.code() - 1) as usize;
+            if stream != StreamKind::Output {
+                self.views(&host)[slot].push(&data);
+            }
+            records.push(OutputRecord {
+                execution_id: self.execution_id.clone(),
+                seq: self.next_seq,
+                stream,
+                offset: self.offsets[slot],
+                timestamp,
+                host: host.map(|h| h.to_string()),
+                data,
+            });
+            self.next_seq += 1;
+            self.offsets[slot] += records.last().map_or(0, |r| r.data.len() as u64);
+        }
         if records.is_empty() {
             return Ok(());
         }

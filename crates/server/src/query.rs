@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use squall_core::Timestamp;
 
 use crate::error::ApiError;
+use squall_core::output::{RecordFilter, StreamFilter};
 
 /// The request's query parameters, percent-decoded. A comma list is one parameter.
 #[derive(Debug, Default)]
@@ -25,6 +26,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
+    }
+
+    /// The output filter of the follow endpoints: `output_type` and `host`.
+    pub fn record_filter(&self) -> RecordFilter {
+        RecordFilter {
+            streams: StreamFilter::from_output_type(self.get("output_type")),
+            host: self.get("host").filter(|h| !h.is_empty()).map(String::from),
+        }
     }
 
     /// Integers must match `^-?[0-9]+$`.

@@ -119,6 +119,9 @@ pub fn output_json(record: &OutputRecord, action_ref: &str, runner_ref: &str, en
         "seq": record.seq,
         "offset": record.offset,
     });
+    if let Some(host) = &record.host {
+        doc["host"] = Value::String(host.clone());
+    }
     match encoding {
         DataEncoding::Text => doc["data"] = Value::String(String::from_utf8_lossy(&record.data).into_owned()),
         DataEncoding::Base64 => doc["data_b64"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&record.data)),

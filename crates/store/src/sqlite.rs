@@ -59,6 +59,7 @@ fn decode_record(execution_id: &str, row: &SqliteRow) -> Result<OutputRecord> {
         stream: StreamKind::from_code(stream).unwrap_or(StreamKind::Output),
         offset: row.try_get::<i64, _>("byte_offset")? as u64,
         timestamp: Timestamp(row.try_get("ts")?),
+        host: row.try_get("host")?,
         data: Bytes::from(row.try_get::<Vec<u8>, _>("data")?),
     })
 }
@@ -137,12 +138,13 @@ impl Store for SqliteStore {
     async fn append_output(&self, records: &[OutputRecord]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for r in records {
-            sqlx::query("INSERT INTO output (execution_id, seq, stream, byte_offset, ts, data) VALUES (?, ?, ?, ?, ?, ?)")
+            sqlx::query("INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, data) VALUES (?, ?, ?, ?, ?, ?, ?)")
                 .bind(&r.execution_id)
                 .bind(r.seq as i64)
                 .bind(r.stream.code())
                 .bind(r.offset as i64)
                 .bind(r.timestamp.micros())
+                .bind(r.host.as_deref())
                 .bind(r.data.as_ref())
                 .execute(&mut *tx)
                 .await?;
@@ -152,7 +154,7 @@ impl Store for SqliteStore {
     }
 
     async fn read_output(&self, execution_id: &str, after: u64, filter: StreamFilter, limit: u32) -> Result<Vec<OutputRecord>> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT seq, stream, byte_offset, ts, data FROM output WHERE execution_id = ");
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT seq, stream, byte_offset, ts, host, data FROM output WHERE execution_id = ");
         q.push_bind(execution_id).push(" AND seq > ").push_bind(after as i64);
         match filter {
             StreamFilter::All => {}

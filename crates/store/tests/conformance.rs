@@ -18,7 +18,15 @@ fn execution(cmd: &str, user: &str) -> Execution {
 }
 
 fn record(id: &str, seq: u64, stream: StreamKind, data: &[u8]) -> OutputRecord {
-    OutputRecord { execution_id: id.to_string(), seq, stream, offset: 0, timestamp: Timestamp::now(), data: Bytes::copy_from_slice(data) }
+    OutputRecord {
+        execution_id: id.to_string(),
+        seq,
+        stream,
+        offset: 0,
+        timestamp: Timestamp::now(),
+        host: None,
+        data: Bytes::copy_from_slice(data),
+    }
 }
 
 async fn suite(store: Arc<dyn Store>) {
@@ -64,18 +72,20 @@ async fn suite(store: Arc<dyn Store>) {
             record(&a.id, 1, StreamKind::Stdout, b"one\n"),
             record(&a.id, 2, StreamKind::Stderr, &binary),
             record(&a.id, 3, StreamKind::Stdout, b"\0\r\x1b[31mred"),
+            OutputRecord { host: Some("web-1".into()), ..record(&a.id, 4, StreamKind::Stdout, b"from a host\n") },
         ])
         .await
         .unwrap();
     let all = store.read_output(&a.id, 0, StreamFilter::All, 100).await.unwrap();
-    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
     assert_eq!(all[1].data.as_ref(), binary.as_slice());
+    assert_eq!((all[0].host.as_deref(), all[3].host.as_deref()), (None, Some("web-1")));
     let out = store.read_output(&a.id, 0, StreamFilter::Only(StreamKind::Stdout), 100).await.unwrap();
-    assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 3, 4]);
     let page = store.read_output(&a.id, 1, StreamFilter::All, 1).await.unwrap();
     assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
     assert!(store.read_output(&a.id, 0, StreamFilter::Nothing, 100).await.unwrap().is_empty());
-    assert_eq!(store.last_seq(&a.id).await.unwrap(), 3);
+    assert_eq!(store.last_seq(&a.id).await.unwrap(), 4);
     assert_eq!(store.last_seq(&b.id).await.unwrap(), 0);
 
     // A seq is written once.

@@ -169,12 +169,9 @@ pub async fn cancel(api: &Api, id: &str) -> CliResult<u8> {
 }
 
 /// The stored output, byte-exact, to stdout.
-pub async fn output(api: &Api, id: &str, kind: Option<&str>) -> CliResult<u8> {
-    let path = match kind {
-        Some(k) => format!("/executions/{id}/output?output_type={k}"),
-        None => format!("/executions/{id}/output"),
-    };
-    let mut resp = api.http().get(api.url(&path)).send().await.map_err(|e| api.unreachable(e))?;
+pub async fn output(api: &Api, id: &str, kind: Option<&str>, host: Option<&str>) -> CliResult<u8> {
+    let url = api.url_with(&format!("/executions/{id}/output"), &[("output_type", kind), ("host", host)])?;
+    let mut resp = api.http().get(url).send().await.map_err(|e| api.unreachable(e))?;
     if !resp.status().is_success() {
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         return Err(CliError::new(body["faultstring"].as_str().unwrap_or("request failed").to_string()));

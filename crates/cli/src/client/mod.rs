@@ -118,6 +118,17 @@ impl Api {
         format!("{}{}", self.base, path)
     }
 
+    /// `url(path)` with the query parameters that have a value appended, encoded.
+    pub fn url_with(&self, path: &str, query: &[(&str, Option<&str>)]) -> CliResult<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&self.url(path)).map_err(|e| CliError::new(format!("bad server URL: {e}")))?;
+        for (name, value) in query {
+            if let Some(value) = value {
+                url.query_pairs_mut().append_pair(name, value);
+            }
+        }
+        Ok(url)
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }

@@ -19,7 +19,10 @@ use super::{Api, CliError, CliResult, exit};
 pub struct TailOptions {
     /// `stdout` or `stderr`; both when `None`.
     pub kind: Option<String>,
-    /// Prefix each record with `[timestamp][stream] `, as `st2 execution tail` does.
+    /// Only this remote host's output.
+    pub host: Option<String>,
+    /// Prefix each record with `[timestamp][stream] ` as `st2 execution tail` does, plus
+    /// `[host]` for remote runners.
     pub include_metadata: bool,
     /// Prefix each line with the time it was recorded.
     pub timestamps: bool,
@@ -106,11 +109,10 @@ enum Follow {
 
 /// One connection to the execution's SSE output stream, resuming after `cursor`.
 async fn follow_once(api: &Api, id: &str, cursor: &str, opts: &TailOptions, printer: &mut Printer) -> CliResult<Follow> {
-    let mut url = api.url(&format!("/executions/{id}/output?encoding=base64&after={cursor}"));
-    if let Some(kind) = &opts.kind {
-        url.push_str(&format!("&output_type={kind}"));
-    }
-    let resp = match api.http().get(&url).header("accept", "text/event-stream").send().await {
+    let query =
+        [("encoding", Some("base64")), ("after", Some(cursor)), ("output_type", opts.kind.as_deref()), ("host", opts.host.as_deref())];
+    let url = api.url_with(&format!("/executions/{id}/output"), &query)?;
+    let resp = match api.http().get(url).header("accept", "text/event-stream").send().await {
         Ok(resp) => resp,
         Err(_) => return Ok(Follow::Interrupted(None)),
     };
@@ -157,7 +159,10 @@ impl Printer {
         let slot = usize::from(kind == "stderr");
         let mut bytes = Vec::with_capacity(data.len() + 64);
         if self.include_metadata {
-            bytes.extend_from_slice(format!("[{timestamp}][{kind}] ").as_bytes());
+            match record["host"].as_str() {
+                Some(host) => bytes.extend_from_slice(format!("[{timestamp}][{kind}][{host}] ").as_bytes()),
+                None => bytes.extend_from_slice(format!("[{timestamp}][{kind}] ").as_bytes()),
+            }
         }
         if self.timestamps {
             for line in data.split_inclusive(|b| *b == b'\n') {

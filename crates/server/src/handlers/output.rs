@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use squall_core::output::StreamFilter;
+use squall_core::output::RecordFilter;
 use squall_store::Store;
 
 use super::executions::find_for;
@@ -23,7 +23,7 @@ pub const PAGE: u32 = 16;
 
 pub async fn plain(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Response> {
     let e = find_for(&state, &id, &caller, "execution_view").await?;
-    let filter = StreamFilter::from_output_type(params.get("output_type"));
+    let filter = params.record_filter();
     let upto = state.store.last_seq(&e.id).await?;
     let body = stored_bytes(Arc::clone(&state.store), e.id, filter, 0, upto);
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::from_stream(body)).into_response())
@@ -33,23 +33,23 @@ pub async fn plain(State(state): State<Arc<AppState>>, Path(id): Path<String>, p
 pub fn stored_bytes(
     store: Arc<dyn Store>,
     id: String,
-    filter: StreamFilter,
+    filter: RecordFilter,
     after: u64,
     upto: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::unfold(Some(after), move |cursor| {
-        let (store, id) = (Arc::clone(&store), id.clone());
+        let (store, id, filter) = (Arc::clone(&store), id.clone(), filter.clone());
         async move {
             let after = cursor?;
             if after >= upto {
                 return None;
             }
-            match store.read_output(&id, after, filter, PAGE).await {
+            match store.read_output(&id, after, filter.streams, PAGE).await {
                 Ok(page) if page.is_empty() => None,
                 Ok(page) => {
                     let last = page.last().map_or(upto, |r| r.seq);
                     let mut bytes = Vec::with_capacity(page.iter().map(|r| r.data.len()).sum());
-                    for r in page.iter().filter(|r| r.seq <= upto) {
+                    for r in page.iter().filter(|r| r.seq <= upto && filter.matches(r)) {
                         bytes.extend_from_slice(&r.data);
                     }
                     Some((Ok(Bytes::from(bytes)), Some(last)))

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use squall_bus::{ChangeKind, ExecutionChange, Live, LiveRecord, Received};
-use squall_core::output::StreamFilter;
+use squall_core::output::{RecordFilter, StreamFilter};
 use squall_core::{Status, StreamKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -175,7 +175,7 @@ pub async fn output(
     if !via.0 && !wants_sse {
         return super::output::plain(State(state), Path(id), params, caller).await;
     }
-    let filter = StreamFilter::from_output_type(params.get("output_type"));
+    let filter = params.record_filter();
     let cursor = resume_point(&state, &id, &caller, &headers, &params).await?;
     let encoding = match params.get("encoding") {
         None | Some("text") => DataEncoding::Text,
@@ -187,7 +187,7 @@ pub async fn output(
     let body = body_of(rx, Some(state.settings.heartbeat), move |item| match item {
         Item::Record(r) => {
             last_seq = r.record.seq;
-            if filter.matches(r.record.stream) { Step::Emit(output_frame(&r, encoding)) } else { Step::Skip }
+            if filter.matches(&r.record) { Step::Emit(output_frame(&r, encoding)) } else { Step::Skip }
         }
         Item::Done(_) => Step::End(Some(Bytes::from(format!("id: {last_seq}\nevent: EOF\ndata: ''\n\n")))),
         Item::Current(_) | Item::Update(_) => Step::Skip,
@@ -196,23 +196,25 @@ pub async fn output(
 }
 
 /// `GET /executions/{id}/stdout` and `/stderr`: raw bytes of one stream, everything so far and
-/// then live, until the execution completes. Nothing is injected into the body.
-pub async fn raw(state: Arc<AppState>, id: String, caller: Principal, kind: StreamKind) -> ApiResult<Response> {
+/// then live, until the execution completes. Nothing is injected into the body. `?host=` keeps
+/// one remote host's bytes.
+pub async fn raw(state: Arc<AppState>, id: String, params: Params, caller: Principal, kind: StreamKind) -> ApiResult<Response> {
+    let filter = RecordFilter { streams: StreamFilter::Only(kind), host: params.record_filter().host };
     let rx = follow_execution(&state, &id, &caller, 0).await?;
     let body = body_of(rx, None, move |item| match item {
-        Item::Record(r) if r.record.stream == kind => Step::Emit(r.record.data.clone()),
+        Item::Record(r) if filter.matches(&r.record) => Step::Emit(r.record.data.clone()),
         Item::Done(_) => Step::End(None),
         _ => Step::Skip,
     });
     Ok(streaming_response(TEXT, body))
 }
 
-pub async fn stdout(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal) -> ApiResult<Response> {
-    raw(state, id, caller, StreamKind::Stdout).await
+pub async fn stdout(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Response> {
+    raw(state, id, params, caller, StreamKind::Stdout).await
 }
 
-pub async fn stderr(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal) -> ApiResult<Response> {
-    raw(state, id, caller, StreamKind::Stderr).await
+pub async fn stderr(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Response> {
+    raw(state, id, params, caller, StreamKind::Stderr).await
 }
 
 /// StackStorm's stream filters (`events`, `action_refs`, `execution_ids`), plus the viewer's
