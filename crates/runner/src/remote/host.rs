@@ -76,6 +76,9 @@ pub async fn run(job: HostJob<'_>, stopper: &Stopper, tx: mpsc::Sender<Chunk>) -
 }
 
 async fn run_inner(job: &HostJob<'_>, stopper: &Stopper, tx: &mpsc::Sender<Chunk>) -> HostEnd {
+    if stopper.reason().is_some() {
+        return HostEnd::Stopped; // canceled before this host's turn came
+    }
     let host = &job.target.host;
     let connecting = tokio::time::timeout(job.connect_timeout, Session::open(job.target, job.login));
     let session = tokio::select! {
