@@ -3,6 +3,7 @@
 //! (`tests/conformance.rs`) runs against every backend.
 
 mod auth;
+mod payloads;
 mod query;
 pub mod retention;
 mod sqlite;
@@ -27,6 +28,8 @@ pub enum StoreError {
     Corrupt { id: String, source: serde_json::Error },
     #[error("cannot open the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("output payload file {path}: {source}")]
+    Payload { path: String, source: std::io::Error },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,4 +1,5 @@
-//! The embedded backend: one SQLite file in WAL mode.
+//! The embedded backend: one SQLite file in WAL mode, and output payloads in one append-only
+//! file per execution beside it (`payloads`).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -12,15 +13,21 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status, StreamKind, Timestamp};
 
+use crate::payloads::{Payloads, Span};
 use crate::{ApiKeyRecord, ExecutionQuery, ParentFilter, PurgeScope, Result, SortOrder, Store, StoreError, TokenRecord, UserRecord};
 
 /// SQLite storage. WAL with `synchronous = NORMAL`: a committed transaction survives a crash of
 /// the squall process (it is in the WAL file); only an operating-system crash can lose the
-/// last commits.
+/// last commits. Output bytes live in `<data_dir>/output/<execution id>.log`, indexed by the
+/// `output` table.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    payloads: Payloads,
 }
+
+/// Index rows per `INSERT` (SQLite allows 32,766 bound values per statement).
+const ROWS_PER_INSERT: usize = 1000;
 
 impl SqliteStore {
     /// Opens (creating and migrating if needed) `<data_dir>/squall.db`.
@@ -37,7 +44,8 @@ impl SqliteStore {
             .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let payloads = Payloads::open(data_dir.join("output"))?;
+        Ok(SqliteStore { pool, payloads })
     }
 }
 
@@ -136,25 +144,41 @@ impl Store for SqliteStore {
     }
 
     async fn append_output(&self, records: &[OutputRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for r in records {
-            sqlx::query("INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, data) VALUES (?, ?, ?, ?, ?, ?, ?)")
-                .bind(&r.execution_id)
-                .bind(r.seq as i64)
-                .bind(r.stream.code())
-                .bind(r.offset as i64)
-                .bind(r.timestamp.micros())
-                .bind(r.host.as_deref())
-                .bind(r.data.as_ref())
-                .execute(&mut *tx)
-                .await?;
+        if records.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        // Bytes first, then the index rows that point at them.
+        let spans = self.payloads.append(records).await?;
+        let rows: Vec<(&OutputRecord, Span)> = records.iter().zip(spans).collect();
+        let mut tx = if rows.len() > ROWS_PER_INSERT { Some(self.pool.begin().await?) } else { None };
+        for part in rows.chunks(ROWS_PER_INSERT) {
+            let mut q =
+                QueryBuilder::<Sqlite>::new("INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, data, file_pos, len) ");
+            q.push_values(part, |mut row, (r, span)| {
+                row.push_bind(r.execution_id.clone())
+                    .push_bind(r.seq as i64)
+                    .push_bind(r.stream.code())
+                    .push_bind(r.offset as i64)
+                    .push_bind(r.timestamp.micros())
+                    .push_bind(r.host.clone())
+                    .push("x''")
+                    .push_bind(span.pos as i64)
+                    .push_bind(span.len as i64);
+            });
+            match tx.as_mut() {
+                Some(tx) => q.build().execute(&mut **tx).await?,
+                None => q.build().execute(&self.pool).await?,
+            };
+        }
+        if let Some(tx) = tx {
+            tx.commit().await?;
+        }
         Ok(())
     }
 
     async fn read_output(&self, execution_id: &str, after: u64, filter: StreamFilter, limit: u32) -> Result<Vec<OutputRecord>> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT seq, stream, byte_offset, ts, host, data FROM output WHERE execution_id = ");
+        let mut q =
+            QueryBuilder::<Sqlite>::new("SELECT seq, stream, byte_offset, ts, host, data, file_pos, len FROM output WHERE execution_id = ");
         q.push_bind(execution_id).push(" AND seq > ").push_bind(after as i64);
         match filter {
             StreamFilter::All => {}
@@ -165,7 +189,20 @@ impl Store for SqliteStore {
         }
         q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(|row| decode_record(execution_id, row)).collect()
+        let mut records = Vec::with_capacity(rows.len());
+        let (mut spans, mut in_files) = (Vec::new(), Vec::new());
+        for row in &rows {
+            if let Some(pos) = row.try_get::<Option<i64>, _>("file_pos")? {
+                let len = row.try_get::<Option<i64>, _>("len")?.unwrap_or(0);
+                spans.push(Span { pos: pos as u64, len: len as u64 });
+                in_files.push(records.len());
+            }
+            records.push(decode_record(execution_id, row)?);
+        }
+        for (at, data) in in_files.into_iter().zip(self.payloads.read(execution_id, spans).await?) {
+            records[at].data = data;
+        }
+        Ok(records)
     }
 
     async fn last_seq(&self, execution_id: &str) -> Result<u64> {
@@ -313,7 +350,15 @@ impl Store for SqliteStore {
         let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM output WHERE rowid IN (SELECT rowid FROM output WHERE execution_id IN (");
         push_list(&mut q, execution_ids);
         q.push(") LIMIT ").push_bind(i64::from(limit)).push(")");
-        Ok(q.build().execute(&self.pool).await?.rows_affected())
+        let deleted = q.build().execute(&self.pool).await?.rows_affected();
+        // Executions with no index row left lose their payload file.
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT DISTINCT execution_id FROM output WHERE execution_id IN (");
+        push_list(&mut q, execution_ids);
+        q.push(")");
+        let left: Vec<String> = q.build().fetch_all(&self.pool).await?.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+        let empty: Vec<String> = execution_ids.iter().filter(|id| !left.contains(id)).cloned().collect();
+        self.payloads.remove(&empty).await?;
+        Ok(deleted)
     }
 
     async fn delete_executions(&self, execution_ids: &[String]) -> Result<u64> {

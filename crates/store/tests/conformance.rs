@@ -1,6 +1,7 @@
 //! The storage conformance suite: every backend must pass these same checks. Each backend gets
 //! one `#[tokio::test]` that opens a fresh store and hands it to [`suite`].
 
+use std::io::Write;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -165,4 +166,29 @@ async fn sqlite_data_survives_reopen() {
     let store = SqliteStore::open(dir.path()).await.unwrap();
     assert_eq!(store.execution(&e.id).await.unwrap().unwrap().id, e.id);
     assert_eq!(store.read_output(&e.id, 0, StreamFilter::All, 10).await.unwrap()[0].data.as_ref(), b"kept\n");
+}
+
+#[tokio::test]
+async fn sqlite_payload_files_ignore_crash_leftovers_and_go_with_their_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let e = execution("echo files", "dave");
+    store.insert_execution(&e).await.unwrap();
+    store.append_output(&[record(&e.id, 1, StreamKind::Stdout, b"one\n"), record(&e.id, 2, StreamKind::Stderr, b"two\n")]).await.unwrap();
+    // A crash between writing bytes and committing their index leaves unindexed bytes behind.
+    let file = dir.path().join("output").join(format!("{}.log", e.id));
+    std::fs::OpenOptions::new().append(true).open(&file).unwrap().write_all(b"torn write").unwrap();
+    store.append_output(&[record(&e.id, 3, StreamKind::Stdout, b"three\n")]).await.unwrap();
+    let all = store.read_output(&e.id, 0, StreamFilter::All, 10).await.unwrap();
+    let texts: Vec<&[u8]> = all.iter().map(|r| r.data.as_ref()).collect();
+    assert_eq!(texts, [&b"one\n"[..], b"two\n", b"three\n"]);
+    // Many records in one batch (more than one INSERT statement) keep their order.
+    let many: Vec<OutputRecord> = (4..2600).map(|seq| record(&e.id, seq, StreamKind::Stdout, seq.to_string().as_bytes())).collect();
+    store.append_output(&many).await.unwrap();
+    let page = store.read_output(&e.id, 2000, StreamFilter::All, 3).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.data.clone()).collect::<Vec<_>>(), [&b"2001"[..], b"2002", b"2003"]);
+    // Purging the output removes the file with the last index row.
+    while store.delete_output_batch(std::slice::from_ref(&e.id), 1000).await.unwrap() > 0 {}
+    assert!(!file.exists(), "{} is removed with its output", file.display());
+    assert!(store.read_output(&e.id, 0, StreamFilter::All, 10).await.unwrap().is_empty());
 }

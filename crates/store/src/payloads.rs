@@ -1,0 +1,142 @@
+//! Output payloads of the SQLite backend: one append-only file per execution beside the
+//! database (`output/<execution id>.log`), indexed by the `output` table. Bytes are written
+//! once, with one `writev` per batch, instead of going through SQLite's pages, WAL and
+//! checkpoints; the index rows are committed only after the bytes are written, so an index row
+//! never points past what is in the file. Bytes a crash left after the last indexed record are
+//! never read, and later appends go after them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use squall_core::OutputRecord;
+
+use crate::{Result, StoreError};
+
+/// Where one record's bytes are in its execution's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub pos: u64,
+    pub len: u64,
+}
+
+/// The directory of payload files.
+#[derive(Debug, Clone)]
+pub struct Payloads {
+    dir: PathBuf,
+}
+
+impl Payloads {
+    pub fn open(dir: PathBuf) -> Result<Payloads> {
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::DataDir { path: dir.display().to_string(), source })?;
+        Ok(Payloads { dir })
+    }
+
+    fn path(&self, execution_id: &str) -> Result<PathBuf> {
+        if execution_id.is_empty() || !execution_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(StoreError::Payload { path: execution_id.to_string(), source: std::io::ErrorKind::InvalidInput.into() });
+        }
+        Ok(self.dir.join(format!("{execution_id}.log")))
+    }
+
+    /// Appends every record's bytes to its execution's file; returns where each went, in order.
+    pub async fn append(&self, records: &[OutputRecord]) -> Result<Vec<Span>> {
+        let mut batches: Vec<(PathBuf, Vec<Bytes>)> = Vec::new();
+        for r in records {
+            let path = self.path(&r.execution_id)?;
+            match batches.last_mut() {
+                Some((p, data)) if *p == path => data.push(r.data.clone()),
+                _ => batches.push((path, vec![r.data.clone()])),
+            }
+        }
+        blocking(move || {
+            let mut spans = Vec::new();
+            for (path, data) in batches {
+                let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
+                let mut pos = file.metadata().map_err(|e| io_error(&path, e))?.len();
+                write_all_vectored(&mut file, &data).map_err(|e| io_error(&path, e))?;
+                for d in &data {
+                    spans.push(Span { pos, len: d.len() as u64 });
+                    pos += d.len() as u64;
+                }
+            }
+            Ok(spans)
+        })
+        .await
+    }
+
+    /// Reads these spans of one execution's file. A span the file does not hold in full (an
+    /// operating-system crash lost the file's tail) comes back short.
+    pub async fn read(&self, execution_id: &str, spans: Vec<Span>) -> Result<Vec<Bytes>> {
+        if spans.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = self.path(execution_id)?;
+        blocking(move || {
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(spans.iter().map(|_| Bytes::new()).collect()),
+                Err(e) => return Err(io_error(&path, e)),
+            };
+            spans.iter().map(|s| read_span(&file, *s).map_err(|e| io_error(&path, e))).collect()
+        })
+        .await
+    }
+
+    /// Deletes the files of these executions (missing ones are fine).
+    pub async fn remove(&self, execution_ids: &[String]) -> Result<()> {
+        let paths: Vec<PathBuf> = execution_ids.iter().map(|id| self.path(id)).collect::<Result<_>>()?;
+        blocking(move || {
+            for path in paths {
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(&path, e)),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Payload { path: String::new(), source: std::io::Error::other(e) }))
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Payload { path: path.display().to_string(), source }
+}
+
+fn read_span(file: &File, span: Span) -> std::io::Result<Bytes> {
+    let mut buf = vec![0u8; span.len as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], span.pos + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
+fn write_all_vectored(file: &mut File, data: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
+    let mut rest = &mut slices[..];
+    IoSlice::advance_slices(&mut rest, 0);
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
