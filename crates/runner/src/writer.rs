@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use squall_bus::{Bus, RecordSource};
 use squall_core::mask::Masker;
 use squall_core::{Execution, OutputRecord, OutputStats, StreamKind, Timestamp};
@@ -19,44 +19,45 @@ const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// A bounded view of one stream for the execution's `result`: the first and the last
 /// `limit / 2` bytes, with an explicit marker between them when something was cut. The full
-/// stream stays in the log; this is never a second full copy.
+/// stream stays in the log; this is never a second full copy: the head is copied once, the
+/// tail holds references to the last records' bytes.
 #[derive(Debug, Clone)]
 pub struct HeadTail {
     half: usize,
     head: Vec<u8>,
-    tail: Vec<u8>,
+    tail: VecDeque<Bytes>,
+    tail_len: usize,
     total: u64,
 }
 
 impl HeadTail {
     pub fn new(limit: usize) -> HeadTail {
-        HeadTail { half: limit / 2, head: Vec::new(), tail: Vec::new(), total: 0 }
+        HeadTail { half: limit / 2, head: Vec::new(), tail: VecDeque::new(), tail_len: 0, total: 0 }
     }
 
-    pub fn push(&mut self, mut data: &[u8]) {
+    pub fn push(&mut self, data: &Bytes) {
         self.total += data.len() as u64;
-        let room = self.half.saturating_sub(self.head.len());
-        let take = room.min(data.len());
+        let take = self.half.saturating_sub(self.head.len()).min(data.len());
         self.head.extend_from_slice(&data[..take]);
-        data = &data[take..];
-        if data.is_empty() {
+        if take == data.len() {
             return;
         }
-        if data.len() >= self.half {
-            self.tail.clear();
-            self.tail.extend_from_slice(&data[data.len() - self.half..]);
-        } else {
-            self.tail.extend_from_slice(data);
-            if self.tail.len() > 2 * self.half {
-                self.tail.drain(..self.tail.len() - self.half);
-            }
+        self.tail_len += data.len() - take;
+        self.tail.push_back(data.slice(take..));
+        // Keep just enough pieces to cover the last `half` bytes.
+        while let Some(front) = self.tail.front()
+            && self.tail_len - front.len() >= self.half
+        {
+            self.tail_len -= front.len();
+            self.tail.pop_front();
         }
     }
 
     /// The kept text (lossy UTF-8), with `… N bytes omitted …` where bytes were dropped.
     pub fn text(&self) -> String {
-        let tail_start = self.tail.len().saturating_sub(self.half);
-        let tail = &self.tail[tail_start..];
+        let mut tail: Vec<u8> = Vec::with_capacity(self.tail_len);
+        self.tail.iter().for_each(|piece| tail.extend_from_slice(piece));
+        let tail = &tail[tail.len().saturating_sub(self.half)..];
         let kept = (self.head.len() + tail.len()) as u64;
         let mut text = String::from_utf8_lossy(&self.head).into_owned();
         if self.total > kept {
@@ -321,24 +322,36 @@ impl LogWriter {
     /// Coalesces adjacent chunks of the same stream and host (up to [`MAX_RECORD`]), numbers
     /// them, stores them in one transaction and then publishes them.
     async fn store_records(&mut self, chunks: impl Iterator<Item = Chunk>) -> Result<(), StoreError> {
-        let mut merged: Vec<(StreamKind, Option<Arc<str>>, BytesMut)> = Vec::new();
+        // Each record's pieces; a record of one piece is stored without a copy.
+        let mut merged: Vec<(StreamKind, Option<Arc<str>>, Vec<Bytes>, usize)> = Vec::new();
         for chunk in chunks {
             if chunk.data.is_empty() {
                 continue;
             }
             match merged.last_mut() {
-                Some((stream, host, buf))
-                    if *stream == chunk.stream && *host == chunk.host && buf.len() + chunk.data.len() <= MAX_RECORD =>
+                Some((stream, host, parts, len))
+                    if *stream == chunk.stream && *host == chunk.host && *len + chunk.data.len() <= MAX_RECORD =>
                 {
-                    buf.extend_from_slice(&chunk.data);
+                    *len += chunk.data.len();
+                    parts.push(chunk.data);
                 }
-                _ => merged.push((chunk.stream, chunk.host, BytesMut::from(chunk.data.as_ref()))),
+                _ => {
+                    let len = chunk.data.len();
+                    merged.push((chunk.stream, chunk.host, vec![chunk.data], len));
+                }
             }
         }
         let timestamp = Timestamp::now();
         let mut records = Vec::with_capacity(merged.len());
-        for (stream, host, data) in merged {
-            let data = data.freeze();
+        for (stream, host, mut parts, len) in merged {
+            let data = match parts.len() {
+                1 => parts.pop().expect("one part"),
+                _ => {
+                    let mut buf = BytesMut::with_capacity(len);
+                    parts.iter().for_each(|p| buf.extend_from_slice(p));
+                    buf.freeze()
+                }
+            };
             let slot = (stream.code() - 1) as usize;
             if stream != StreamKind::Output {
                 self.views(&host)[slot].push(&data);
@@ -373,16 +386,21 @@ mod tests {
     #[test]
     fn head_tail_keeps_both_ends() {
         let mut v = HeadTail::new(8);
-        v.push(b"abcd");
-        assert_eq!(v.text(), "abcd");
-        v.push(b"efgh");
-        assert_eq!(v.text(), "abcdefgh");
-        v.push(b"ijklmnop");
-        assert_eq!(v.text(), "abcd\n… 8 bytes omitted …\nmnop");
+        let mut push = |data: &'static [u8]| v.push(&Bytes::from_static(data));
+        push(b"abcd");
+        push(b"efgh");
+        push(b"ijklmnop");
         for _ in 0..100 {
-            v.push(b"x");
+            push(b"x");
         }
-        v.push(b"yz");
+        push(b"yz");
+        let mut w = HeadTail::new(8);
+        w.push(&Bytes::from_static(b"abcd"));
+        assert_eq!(w.text(), "abcd");
+        w.push(&Bytes::from_static(b"efgh"));
+        assert_eq!(w.text(), "abcdefgh");
+        w.push(&Bytes::from_static(b"ijklmnop"));
+        assert_eq!(w.text(), "abcd\n… 8 bytes omitted …\nmnop");
         assert_eq!(v.text(), "abcd\n… 110 bytes omitted …\nxxyz");
         assert_eq!(v.total(), 118);
     }
