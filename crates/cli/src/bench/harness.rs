@@ -326,6 +326,16 @@ pub async fn time_shell(cmd: &str) -> Result<Duration> {
     Ok(took)
 }
 
+/// Writes dirty pages out (`sync`), so each measured run starts with the same page-cache state
+/// instead of paying for the previous run's writeback.
+pub async fn settle_disk() -> Result<()> {
+    let status = tokio::process::Command::new("sync").status().await.context("cannot run sync")?;
+    if !status.success() {
+        bail!("sync failed ({status})");
+    }
+    Ok(())
+}
+
 /// Samples the server's RSS until dropped; `peak()` is the largest `VmRSS` seen.
 pub struct RssSampler {
     peak: std::sync::Arc<std::sync::atomic::AtomicU64>,

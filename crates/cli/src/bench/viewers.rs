@@ -64,6 +64,7 @@ pub async fn firehose(ctx: &Ctx) -> Result<Run> {
     let go = root.path().join("go-unwatched");
     let id = server.submit(&gated(&go, &bulk)).await?;
     server.wait_for(&id, &["running"], poll, Duration::from_secs(60)).await?;
+    harness::settle_disk().await?;
     let (cpu0, bench0) = (server.cpu(), harness::bench_cpu_s());
     let t0 = Instant::now();
     std::fs::write(&go, b"")?;
@@ -98,6 +99,7 @@ pub async fn firehose(ctx: &Ctx) -> Result<Run> {
         }
     }
     server.wait_for(&id, &["running"], poll, Duration::from_secs(60)).await?;
+    harness::settle_disk().await?;
     let rss_before = server.memory().rss_kib;
     let sampler = harness::RssSampler::start(server.pid(), Duration::from_millis(100));
     let (cpu0, bench0) = (server.cpu(), harness::bench_cpu_s());
