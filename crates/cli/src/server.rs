@@ -82,6 +82,7 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             mask_min_length: config.actionrunner.mask_min_length,
             max_output_bytes: config.actionrunner.max_output_bytes,
             service_token_ttl: config.auth.service_token_ttl,
+            store_service_tokens: config.auth.enable,
             ssh: SshSettings {
                 remote_dir: config.ssh_runner.remote_dir.clone(),
                 allow_partial_failure: config.ssh_runner.allow_partial_failure,

@@ -40,6 +40,9 @@ pub struct RunnerSettings {
     pub mask_min_length: usize,
     /// Lifetime of `ST2_ACTION_AUTH_TOKEN`, seconds (it is revoked when the execution ends).
     pub service_token_ttl: u64,
+    /// Store the service token so the API accepts it. Off when authentication is off: nothing
+    /// checks tokens then, and each execution saves two store writes.
+    pub store_service_tokens: bool,
     /// Most output bytes stored per execution (0: unlimited); see `LogWriter::limit`.
     pub max_output_bytes: u64,
     /// The remote runners' settings.
@@ -224,14 +227,19 @@ impl Worker {
         }
         let secrets = params::secret_names(&e.runner, &e.action);
         let (token, token_record) = TokenRecord::issue(e.user(), self.settings.service_token_ttl, true);
-        self.store.insert_token(&token_record).await?;
+        let stored = self.settings.store_service_tokens;
+        if stored {
+            self.store.insert_token(&token_record).await?;
+        }
         let mut env = self.base_env(e);
         env.insert("ST2_ACTION_AUTH_TOKEN".into(), token.clone());
         let mut masked = secret_values(&resolved, &secrets);
         masked.push(token);
         let run = Run { resolved: &resolved, env, secrets: &secrets, masked: &masked };
         let outcome = self.run_action(e, run, stopper).await;
-        self.store.delete_token(&token_record.token_hash).await?;
+        if stored {
+            self.store.delete_token(&token_record.token_hash).await?;
+        }
         outcome
     }
 
