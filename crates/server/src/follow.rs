@@ -8,11 +8,11 @@
 
 use std::sync::{Arc, OnceLock};
 
+use futures::Stream;
 use squall_bus::{ChangeKind, ExecutionChange, Live, LiveRecord, Received, RecordSource, Subscription};
 use squall_core::Execution;
 use squall_core::output::StreamFilter;
 use squall_store::Store;
-use tokio::sync::mpsc;
 
 use crate::handlers::output::PAGE;
 
@@ -29,99 +29,71 @@ pub enum Item {
     Done(Arc<ExecutionChange>),
 }
 
-/// Items in flight to one viewer. Small on purpose: a viewer that does not read stops its
-/// follower, which then falls behind the live channel and later catches up from the store.
-const VIEWER_QUEUE: usize = 4;
-
-/// Starts following `execution` (already looked up by the caller) from after `cursor`.
-/// `subscription` must have been taken *before* the caller read the execution.
-pub fn start(store: Arc<dyn Store>, subscription: Subscription, execution: Execution, cursor: u64) -> mpsc::Receiver<Item> {
-    let (tx, rx) = mpsc::channel(VIEWER_QUEUE);
-    tokio::spawn(pump(store, subscription, execution, cursor, tx));
-    rx
+/// Follows `execution` (already looked up by the caller) from after `cursor`, as a stream the
+/// viewer's response body polls directly: no task and no queue between the live channel and
+/// the socket. A viewer that stops reading stops polling; its subscription then lags and the
+/// follow catches up from the store, page by page, when it reads again. `subscription` must
+/// have been taken *before* the caller read the execution.
+pub fn start(store: Arc<dyn Store>, mut sub: Subscription, execution: Execution, mut cursor: u64) -> impl Stream<Item = Item> + Send {
+    async_stream::stream! {
+        let source = RecordSource::of(&execution);
+        let id = execution.id.clone();
+        // The completion to deliver once the store has nothing more after `cursor`.
+        let mut done = execution.status.is_terminal().then(|| change(ChangeKind::Update, execution.clone()));
+        yield Item::Current(change(ChangeKind::Update, execution));
+        let mut catching_up = true;
+        loop {
+            if catching_up {
+                let Some(page) = next_page(&*store, &id, &source, cursor).await else { return };
+                if page.is_empty() {
+                    catching_up = false;
+                    if let Some(done) = done.take() {
+                        yield Item::Done(done);
+                        return;
+                    }
+                }
+                for item in page {
+                    if let Item::Record(r) = &item {
+                        cursor = r.record.seq;
+                    }
+                    yield item;
+                }
+                continue;
+            }
+            match sub.recv().await {
+                Received::Event(Live::Record(r)) if r.record.seq <= cursor => {} // replayed already
+                Received::Event(Live::Record(r)) if r.record.seq == cursor + 1 => {
+                    cursor = r.record.seq;
+                    yield Item::Record(r);
+                }
+                // A gap (records published while this viewer was not reading): the store has
+                // them, this one included.
+                Received::Event(Live::Record(_)) | Received::Lagged(_) => catching_up = true,
+                Received::Event(Live::Execution(c)) if c.execution.status.is_terminal() => {
+                    // Everything was committed before the final status; output that was not
+                    // published live (stream_output = false) is read from the store first.
+                    done = Some(c);
+                    catching_up = true;
+                }
+                Received::Event(Live::Execution(c)) => yield Item::Update(c),
+                Received::Closed => return,
+            }
+        }
+    }
 }
 
 fn change(kind: ChangeKind, execution: Execution) -> Arc<ExecutionChange> {
     Arc::new(ExecutionChange { kind, execution, encoded: OnceLock::new() })
 }
 
-async fn pump(store: Arc<dyn Store>, mut sub: Subscription, execution: Execution, mut cursor: u64, tx: mpsc::Sender<Item>) {
-    let source = RecordSource::of(&execution);
-    let id = execution.id.clone();
-    let terminal = execution.status.is_terminal();
-    if tx.send(Item::Current(change(ChangeKind::Update, execution.clone()))).await.is_err() {
-        return;
-    }
-    if !catch_up(&*store, &id, &source, &mut cursor, &tx).await {
-        return;
-    }
-    if terminal {
-        let _ = tx.send(Item::Done(change(ChangeKind::Update, execution))).await;
-        return;
-    }
-    loop {
-        let received = tokio::select! {
-            _ = tx.closed() => return, // the viewer left while the execution was quiet
-            received = sub.recv() => received,
-        };
-        match received {
-            Received::Event(Live::Record(r)) => {
-                if r.record.seq <= cursor {
-                    continue; // already replayed from the store
-                }
-                if r.record.seq > cursor + 1 && !catch_up(&*store, &id, &source, &mut cursor, &tx).await {
-                    return;
-                }
-                if r.record.seq <= cursor {
-                    continue;
-                }
-                cursor = r.record.seq;
-                if tx.send(Item::Record(r)).await.is_err() {
-                    return;
-                }
-            }
-            Received::Event(Live::Execution(c)) if c.execution.status.is_terminal() => {
-                // Everything was committed before the final status; output that was not
-                // published live (stream_output = false) is read from the store here.
-                if catch_up(&*store, &id, &source, &mut cursor, &tx).await {
-                    let _ = tx.send(Item::Done(c)).await;
-                }
-                return;
-            }
-            Received::Event(Live::Execution(c)) => {
-                if tx.send(Item::Update(c)).await.is_err() {
-                    return;
-                }
-            }
-            Received::Lagged(_) => {
-                if !catch_up(&*store, &id, &source, &mut cursor, &tx).await {
-                    return;
-                }
-            }
-            Received::Closed => return,
-        }
-    }
-}
-
-/// Delivers every stored record after `cursor`, page by page. False when the viewer is gone or
-/// the store failed (the follow then ends).
-async fn catch_up(store: &dyn Store, id: &str, source: &RecordSource, cursor: &mut u64, tx: &mpsc::Sender<Item>) -> bool {
-    loop {
-        let page = match store.read_output(id, *cursor, StreamFilter::All, PAGE).await {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::error!(execution = %id, error = %e, "cannot read output for a viewer");
-                return false;
-            }
-        };
-        if page.is_empty() {
-            return true;
-        }
-        for record in page {
-            *cursor = record.seq;
-            if tx.send(Item::Record(Arc::new(LiveRecord::new(record, source.clone())))).await.is_err() {
-                return false;
-            }
+/// The next page of stored records after `cursor`; `None` when the store failed (the follow
+/// then ends).
+async fn next_page(store: &dyn Store, id: &str, source: &RecordSource, cursor: u64) -> Option<Vec<Item>> {
+    match store.read_output(id, cursor, StreamFilter::All, PAGE).await {
+        Ok(page) => Some(page.into_iter().map(|record| Item::Record(Arc::new(LiveRecord::new(record, source.clone())))).collect()),
+        Err(e) => {
+            tracing::error!(execution = %id, error = %e, "cannot read output for a viewer");
+            None
         }
     }
 }

@@ -10,11 +10,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use squall_bus::{ChangeKind, ExecutionChange, Live, LiveRecord, Received};
 use squall_core::output::{RecordFilter, StreamFilter};
 use squall_core::{Status, StreamKind};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::executions::find_for;
@@ -78,12 +77,13 @@ enum Step {
 /// Turns a viewer's items into a response body. With `heartbeat`, a `\n` goes out at once and
 /// whenever nothing was sent for that long.
 fn body_of<T: Send + 'static>(
-    mut rx: mpsc::Receiver<T>,
+    items: impl Stream<Item = T> + Send + 'static,
     heartbeat: Option<Duration>,
     mut step: impl FnMut(T) -> Step + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     const KEEPALIVE: Bytes = Bytes::from_static(b"\n");
     async_stream::stream! {
+        let mut items = std::pin::pin!(items);
         let next_deadline = || heartbeat.map(|h| Instant::now() + h);
         let mut deadline = next_deadline();
         if heartbeat.is_some() {
@@ -91,7 +91,7 @@ fn body_of<T: Send + 'static>(
         }
         loop {
             let item = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                Some(d) => match tokio::time::timeout_at(d, items.next()).await {
                     Ok(item) => item,
                     Err(_) => {
                         yield Ok(KEEPALIVE);
@@ -99,7 +99,7 @@ fn body_of<T: Send + 'static>(
                         continue;
                     }
                 },
-                None => rx.recv().await,
+                None => items.next().await,
             };
             let Some(item) = item else { break };
             match step(item) {
@@ -133,7 +133,12 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// Resolves `id` (or `last`) for a caller allowed to view it, subscribes to its live channel,
 /// *then* reads its state, and starts a follower after `cursor`. One check covers every event:
 /// an execution's action and owner never change.
-async fn follow_execution(state: &AppState, id: &str, caller: &Principal, cursor: u64) -> ApiResult<mpsc::Receiver<Item>> {
+async fn follow_execution(
+    state: &AppState,
+    id: &str,
+    caller: &Principal,
+    cursor: u64,
+) -> ApiResult<impl Stream<Item = Item> + Send + 'static> {
     let id = find_for(state, id, caller, "execution_view").await?.id;
     let subscription = state.bus.subscribe_execution(&id).await;
     let execution = state.store.execution(&id).await?.ok_or_else(|| ApiError::no_execution(&id))?;
@@ -297,26 +302,16 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
     }
     let end = params.get("end_execution_id").map(String::from).zip(params.get("end_event").map(String::from));
     let mut sub = state.bus.subscribe_all().await;
-    let (tx, rx) = mpsc::channel::<Live>(16);
-    tokio::spawn(async move {
+    let events = async_stream::stream! {
         loop {
-            let live = tokio::select! {
-                _ = tx.closed() => return,
-                received = sub.recv() => match received {
-                    Received::Event(live) => live,
-                    Received::Lagged(n) => {
-                        tracing::warn!(missed = n, "a global stream viewer fell behind; events were skipped");
-                        continue;
-                    }
-                    Received::Closed => return,
-                },
-            };
-            if tx.send(live).await.is_err() {
-                return;
+            match sub.recv().await {
+                Received::Event(live) => yield live,
+                Received::Lagged(n) => tracing::warn!(missed = n, "a global stream viewer fell behind; events were skipped"),
+                Received::Closed => return,
             }
         }
-    });
-    let body = body_of(rx, heartbeat, move |live| match live {
+    };
+    let body = body_of(events, heartbeat, move |live| match live {
         Live::Record(r) => filters.record(&r, &state).map_or(Step::Skip, Step::Emit),
         Live::Execution(c) => {
             let frame = filters.change(&c, &state);
