@@ -95,6 +95,6 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes execution rows (their output must be gone already); returns how many went.
     async fn delete_executions(&self, execution_ids: &[String]) -> Result<u64>;
 
-    /// Returns freed pages to the file system, a bounded number at a time.
+    /// Returns freed pages to the file system, a bounded number at a time, and empties the WAL.
     async fn reclaim_space(&self) -> Result<()>;
 }

@@ -15,6 +15,9 @@ use squall_core::OutputRecord;
 
 use crate::{Result, StoreError};
 
+/// Appends up to this size are written on the calling task instead of a blocking thread.
+const INLINE_WRITE: usize = 64 * 1024;
+
 /// Where one record's bytes are in its execution's file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -44,14 +47,16 @@ impl Payloads {
     /// Appends every record's bytes to its execution's file; returns where each went, in order.
     pub async fn append(&self, records: &[OutputRecord]) -> Result<Vec<Span>> {
         let mut batches: Vec<(PathBuf, Vec<Bytes>)> = Vec::new();
+        let mut total = 0;
         for r in records {
+            total += r.data.len();
             let path = self.path(&r.execution_id)?;
             match batches.last_mut() {
                 Some((p, data)) if *p == path => data.push(r.data.clone()),
                 _ => batches.push((path, vec![r.data.clone()])),
             }
         }
-        blocking(move || {
+        let write = move || {
             let mut spans = Vec::new();
             for (path, data) in batches {
                 let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
@@ -63,8 +68,10 @@ impl Payloads {
                 }
             }
             Ok(spans)
-        })
-        .await
+        };
+        // A small append into the page cache takes microseconds: cheaper than a thread hop,
+        // which live viewers would wait for.
+        if total <= INLINE_WRITE { write() } else { blocking(write).await }
     }
 
     /// Reads these spans of one execution's file. A span the file does not hold in full (an

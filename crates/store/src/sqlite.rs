@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +26,15 @@ use crate::{ApiKeyRecord, ExecutionQuery, ParentFilter, PurgeScope, Result, Sort
 pub struct SqliteStore {
     pool: SqlitePool,
     payloads: Payloads,
+    /// When the last background checkpoint started (milliseconds since `epoch`).
+    last_checkpoint: Arc<AtomicU64>,
+    epoch: std::time::Instant,
 }
+
+/// How often writes start a background WAL checkpoint. SQLite's own automatic checkpoint is
+/// off: it would run, with its fsyncs, inside whichever commit crossed the threshold, and a
+/// live viewer would wait for it.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Index rows per `INSERT` (SQLite allows 32,766 bound values per statement).
 const ROWS_PER_INSERT: usize = 1000;
@@ -40,12 +50,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .pragma("temp_store", "memory")
+            .pragma("wal_autocheckpoint", "0")
             // Lets retention hand freed pages back to the file system (effective on new files).
             .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let payloads = Payloads::open(data_dir.join("output"))?;
-        Ok(SqliteStore { pool, payloads })
+        Ok(SqliteStore { pool, payloads, last_checkpoint: Arc::default(), epoch: std::time::Instant::now() })
     }
 }
 
@@ -89,6 +100,7 @@ impl Store for SqliteStore {
         .bind(encode(e))
         .execute(&self.pool)
         .await?;
+        self.checkpoint_if_due();
         Ok(())
     }
 
@@ -101,6 +113,7 @@ impl Store for SqliteStore {
             .bind(expected.as_str())
             .execute(&self.pool)
             .await?;
+        self.checkpoint_if_due();
         Ok(done.rows_affected() == 1)
     }
 
@@ -173,6 +186,7 @@ impl Store for SqliteStore {
         if let Some(tx) = tx {
             tx.commit().await?;
         }
+        self.checkpoint_if_due();
         Ok(())
     }
 
@@ -370,7 +384,29 @@ impl Store for SqliteStore {
 
     async fn reclaim_space(&self) -> Result<()> {
         sqlx::query("PRAGMA incremental_vacuum(4096)").execute(&self.pool).await?;
+        // Copy the WAL into the database and empty it, so the files shrink now.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// Starts a `PASSIVE` checkpoint on another connection when the last one is
+    /// `CHECKPOINT_EVERY` old; it copies the WAL into the database without blocking writers.
+    fn checkpoint_if_due(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let last = self.last_checkpoint.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < CHECKPOINT_EVERY.as_millis() as u64
+            || self.last_checkpoint.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        });
     }
 }
 
