@@ -6,8 +6,7 @@
 //! never read, and later appends go after them.
 
 use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -87,7 +86,7 @@ impl Payloads {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(spans.iter().map(|_| Bytes::new()).collect()),
                 Err(e) => return Err(io_error(&path, e)),
             };
-            spans.iter().map(|s| read_span(&file, *s).map_err(|e| io_error(&path, e))).collect()
+            read_spans(&file, &spans).map_err(|e| io_error(&path, e))
         })
         .await
     }
@@ -118,18 +117,35 @@ fn io_error(path: &Path, source: std::io::Error) -> StoreError {
     StoreError::Payload { path: path.display().to_string(), source }
 }
 
-fn read_span(file: &File, span: Span) -> std::io::Result<Bytes> {
-    let mut buf = vec![0u8; span.len as usize];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], span.pos + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// Reads spans with one read per run of adjacent spans (consecutive records usually are), and
+/// hands out slices of it.
+fn read_spans(file: &File, spans: &[Span]) -> std::io::Result<Vec<Bytes>> {
+    let mut out = Vec::with_capacity(spans.len());
+    let mut at = 0;
+    while at < spans.len() {
+        let start = spans[at].pos;
+        let mut end = at + 1;
+        while end < spans.len() && spans[end].pos == spans[end - 1].pos + spans[end - 1].len {
+            end += 1;
         }
+        let len = spans[end - 1].pos + spans[end - 1].len - start;
+        let run = read_range(file, start, len)?;
+        for span in &spans[at..end] {
+            let from = ((span.pos - start) as usize).min(run.len());
+            let to = ((span.pos - start + span.len) as usize).min(run.len());
+            out.push(run.slice(from..to));
+        }
+        at = end;
     }
-    buf.truncate(filled);
+    Ok(out)
+}
+
+/// `len` bytes from `pos`, or fewer if the file ends first.
+fn read_range(file: &File, pos: u64, len: u64) -> std::io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len as usize);
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(pos))?;
+    reader.take(len).read_to_end(&mut buf)?;
     Ok(Bytes::from(buf))
 }
 
