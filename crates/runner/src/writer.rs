@@ -118,6 +118,26 @@ impl Limit {
     }
 }
 
+/// Adjacent chunks of one stream and host that become one record.
+struct Coalesced {
+    stream: StreamKind,
+    host: Option<Arc<str>>,
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl Coalesced {
+    /// The record's bytes: a record of one piece is not copied.
+    fn into_bytes(mut self) -> Bytes {
+        if self.parts.len() == 1 {
+            return self.parts.pop().expect("one part");
+        }
+        let mut buf = BytesMut::with_capacity(self.len);
+        self.parts.iter().for_each(|p| buf.extend_from_slice(p));
+        buf.freeze()
+    }
+}
+
 /// Writes one execution's log.
 pub struct LogWriter {
     execution_id: String,
@@ -322,36 +342,24 @@ impl LogWriter {
     /// Coalesces adjacent chunks of the same stream and host (up to [`MAX_RECORD`]), numbers
     /// them, stores them in one transaction and then publishes them.
     async fn store_records(&mut self, chunks: impl Iterator<Item = Chunk>) -> Result<(), StoreError> {
-        // Each record's pieces; a record of one piece is stored without a copy.
-        let mut merged: Vec<(StreamKind, Option<Arc<str>>, Vec<Bytes>, usize)> = Vec::new();
+        let mut merged: Vec<Coalesced> = Vec::new();
         for chunk in chunks {
             if chunk.data.is_empty() {
                 continue;
             }
             match merged.last_mut() {
-                Some((stream, host, parts, len))
-                    if *stream == chunk.stream && *host == chunk.host && *len + chunk.data.len() <= MAX_RECORD =>
-                {
-                    *len += chunk.data.len();
-                    parts.push(chunk.data);
+                Some(m) if m.stream == chunk.stream && m.host == chunk.host && m.len + chunk.data.len() <= MAX_RECORD => {
+                    m.len += chunk.data.len();
+                    m.parts.push(chunk.data);
                 }
-                _ => {
-                    let len = chunk.data.len();
-                    merged.push((chunk.stream, chunk.host, vec![chunk.data], len));
-                }
+                _ => merged.push(Coalesced { stream: chunk.stream, host: chunk.host, len: chunk.data.len(), parts: vec![chunk.data] }),
             }
         }
         let timestamp = Timestamp::now();
         let mut records = Vec::with_capacity(merged.len());
-        for (stream, host, mut parts, len) in merged {
-            let data = match parts.len() {
-                1 => parts.pop().expect("one part"),
-                _ => {
-                    let mut buf = BytesMut::with_capacity(len);
-                    parts.iter().for_each(|p| buf.extend_from_slice(p));
-                    buf.freeze()
-                }
-            };
+        for m in merged {
+            let (stream, host) = (m.stream, m.host.clone());
+            let data = m.into_bytes();
             let slot = (stream.code() - 1) as usize;
             if stream != StreamKind::Output {
                 self.views(&host)[slot].push(&data);

@@ -14,6 +14,9 @@ use tokio::io::AsyncReadExt;
 
 use crate::common::Server;
 
+/// Output chunks with the time each arrived, shared with the reader thread.
+type Captured = Arc<Mutex<Vec<(Duration, Vec<u8>)>>>;
+
 /// Longest any single `st2` command may take before the test fails.
 pub const ST2_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -78,7 +81,7 @@ impl St2 {
         }
         let mut child = cmd.spawn().expect("spawn st2");
         let started = Instant::now();
-        let out: Arc<Mutex<Vec<(Duration, Vec<u8>)>>> = Arc::default();
+        let out: Captured = Arc::default();
         let err: Arc<Mutex<Vec<u8>>> = Arc::default();
         let mut stdout = child.stdout.take().unwrap();
         let mut stderr = child.stderr.take().unwrap();
@@ -115,7 +118,7 @@ pub struct Running {
     what: String,
     child: tokio::process::Child,
     started: Instant,
-    out: Arc<Mutex<Vec<(Duration, Vec<u8>)>>>,
+    out: Captured,
     err: Arc<Mutex<Vec<u8>>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
 }
