@@ -230,7 +230,8 @@ impl Default for SystemUser {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SshRunner {
-    /// Where `remote-shell-script` uploads scripts when the action gives no `dir`.
+    /// Where `remote-shell-script` uploads scripts when the action's `dir` is empty (the
+    /// runners declare `/tmp` as `dir`'s default).
     pub remote_dir: String,
     /// `true`: an execution succeeds when any host succeeded; `false`: only when all did.
     pub allow_partial_failure: bool,
