@@ -28,6 +28,8 @@ pub enum StoreError {
     Corrupt { id: String, source: serde_json::Error },
     #[error("cannot open the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("database error: {0}")]
+    Index(#[from] rusqlite::Error),
     #[error("output payload file {path}: {source}")]
     Payload { path: String, source: std::io::Error },
 }

@@ -14,9 +14,6 @@ use squall_core::OutputRecord;
 
 use crate::{Result, StoreError};
 
-/// Appends up to this size are written on the calling task instead of a blocking thread.
-const INLINE_WRITE: usize = 64 * 1024;
-
 /// Where one record's bytes are in its execution's file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -44,33 +41,27 @@ impl Payloads {
     }
 
     /// Appends every record's bytes to its execution's file; returns where each went, in order.
-    pub async fn append(&self, records: &[OutputRecord]) -> Result<Vec<Span>> {
+    /// Blocking I/O: the caller picks the thread.
+    pub fn append(&self, records: &[OutputRecord]) -> Result<Vec<Span>> {
         let mut batches: Vec<(PathBuf, Vec<Bytes>)> = Vec::new();
-        let mut total = 0;
         for r in records {
-            total += r.data.len();
             let path = self.path(&r.execution_id)?;
             match batches.last_mut() {
                 Some((p, data)) if *p == path => data.push(r.data.clone()),
                 _ => batches.push((path, vec![r.data.clone()])),
             }
         }
-        let write = move || {
-            let mut spans = Vec::new();
-            for (path, data) in batches {
-                let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
-                let mut pos = file.metadata().map_err(|e| io_error(&path, e))?.len();
-                write_all_vectored(&mut file, &data).map_err(|e| io_error(&path, e))?;
-                for d in &data {
-                    spans.push(Span { pos, len: d.len() as u64 });
-                    pos += d.len() as u64;
-                }
+        let mut spans = Vec::new();
+        for (path, data) in batches {
+            let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
+            let mut pos = file.metadata().map_err(|e| io_error(&path, e))?.len();
+            write_all_vectored(&mut file, &data).map_err(|e| io_error(&path, e))?;
+            for d in &data {
+                spans.push(Span { pos, len: d.len() as u64 });
+                pos += d.len() as u64;
             }
-            Ok(spans)
-        };
-        // A small append into the page cache takes microseconds: cheaper than a thread hop,
-        // which live viewers would wait for.
-        if total <= INLINE_WRITE { write() } else { blocking(write).await }
+        }
+        Ok(spans)
     }
 
     /// Reads these spans of one execution's file. A span the file does not hold in full (an
@@ -107,7 +98,8 @@ impl Payloads {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+/// Runs blocking file or database work on tokio's blocking pool.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(StoreError::Payload { path: String::new(), source: std::io::Error::other(e) }))

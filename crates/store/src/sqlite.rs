@@ -3,8 +3,8 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +15,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status, StreamKind, Timestamp};
 
-use crate::payloads::{Payloads, Span};
+use crate::payloads::{self, Payloads, Span};
 use crate::{ApiKeyRecord, ExecutionQuery, ParentFilter, PurgeScope, Result, SortOrder, Store, StoreError, TokenRecord, UserRecord};
 
 /// SQLite storage. WAL with `synchronous = NORMAL`: a committed transaction survives a crash of
@@ -26,6 +26,7 @@ use crate::{ApiKeyRecord, ExecutionQuery, ParentFilter, PurgeScope, Result, Sort
 pub struct SqliteStore {
     pool: SqlitePool,
     payloads: Payloads,
+    appender: Appender,
     /// When the last background checkpoint started (milliseconds since `epoch`).
     last_checkpoint: Arc<AtomicU64>,
     epoch: std::time::Instant,
@@ -36,8 +37,55 @@ pub struct SqliteStore {
 /// live viewer would wait for it.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Index rows per `INSERT` (SQLite allows 32,766 bound values per statement).
-const ROWS_PER_INSERT: usize = 1000;
+/// Appends up to this many bytes run on the calling thread.
+const INLINE_APPEND: usize = 64 * 1024;
+
+/// The output log's append path: the bytes into the execution's file, then the index rows in
+/// one transaction, on the calling thread with the log writers' own connection (rusqlite):
+/// sqlx would hand every commit to its worker thread and back, and on this path a live viewer
+/// waits for the commit (measured: 0.16 ms of the 0.29 ms write → viewer p50).
+#[derive(Debug, Clone)]
+struct Appender {
+    payloads: Payloads,
+    index: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl Appender {
+    fn open(db: &Path, payloads: Payloads) -> Result<Appender> {
+        let conn = rusqlite::Connection::open(db)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(Appender { payloads, index: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Blocking: writes the bytes, then commits the rows that point at them.
+    fn append(&self, records: &[OutputRecord]) -> Result<()> {
+        let spans = self.payloads.append(records)?;
+        let mut conn = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, data, file_pos, len)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, x'', ?7, ?8)",
+            )?;
+            for (r, span) in records.iter().zip(spans) {
+                insert.execute(rusqlite::params![
+                    r.execution_id,
+                    r.seq as i64,
+                    r.stream.code(),
+                    r.offset as i64,
+                    r.timestamp.micros(),
+                    r.host,
+                    span.pos as i64,
+                    span.len as i64
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
 
 impl SqliteStore {
     /// Opens (creating and migrating if needed) `<data_dir>/squall.db`.
@@ -56,7 +104,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let payloads = Payloads::open(data_dir.join("output"))?;
-        Ok(SqliteStore { pool, payloads, last_checkpoint: Arc::default(), epoch: std::time::Instant::now() })
+        let appender = Appender::open(&path, payloads.clone())?;
+        Ok(SqliteStore { pool, payloads, appender, last_checkpoint: Arc::default(), epoch: std::time::Instant::now() })
     }
 }
 
@@ -160,31 +209,13 @@ impl Store for SqliteStore {
         if records.is_empty() {
             return Ok(());
         }
-        // Bytes first, then the index rows that point at them.
-        let spans = self.payloads.append(records).await?;
-        let rows: Vec<(&OutputRecord, Span)> = records.iter().zip(spans).collect();
-        let mut tx = if rows.len() > ROWS_PER_INSERT { Some(self.pool.begin().await?) } else { None };
-        for part in rows.chunks(ROWS_PER_INSERT) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, data, file_pos, len) ");
-            q.push_values(part, |mut row, (r, span)| {
-                row.push_bind(r.execution_id.clone())
-                    .push_bind(r.seq as i64)
-                    .push_bind(r.stream.code())
-                    .push_bind(r.offset as i64)
-                    .push_bind(r.timestamp.micros())
-                    .push_bind(r.host.clone())
-                    .push("x''")
-                    .push_bind(span.pos as i64)
-                    .push_bind(span.len as i64);
-            });
-            match tx.as_mut() {
-                Some(tx) => q.build().execute(&mut **tx).await?,
-                None => q.build().execute(&self.pool).await?,
-            };
-        }
-        if let Some(tx) = tx {
-            tx.commit().await?;
+        // A small append takes microseconds: cheaper on this thread than a hand-off, which a
+        // live viewer would wait for. Large batches go to the blocking pool.
+        if records.iter().map(|r| r.data.len()).sum::<usize>() <= INLINE_APPEND {
+            self.appender.append(records)?;
+        } else {
+            let (appender, records) = (self.appender.clone(), records.to_vec());
+            payloads::blocking(move || appender.append(&records)).await?;
         }
         self.checkpoint_if_due();
         Ok(())

@@ -95,7 +95,7 @@ impl Sshd {
         let text = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nUsePAM no\nPasswordAuthentication yes\n\
              PubkeyAuthentication yes\nKbdInteractiveAuthentication no\nStrictModes no\nPermitRootLogin no\nAllowUsers {USER}\n\
-             AllowTcpForwarding yes\nSubsystem sftp internal-sftp\nMaxStartups 100\nMaxSessions 50\nLogLevel ERROR\n",
+             AllowTcpForwarding yes\nSubsystem sftp internal-sftp\nMaxStartups 100\nMaxSessions 50\nLogLevel FATAL\n",
             host_key.display(),
             dir.path().join("sshd.pid").display()
         );
