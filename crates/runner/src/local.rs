@@ -27,16 +27,7 @@ pub struct LocalContext<'a> {
 
 /// Builds the process for a local action, or explains why it cannot run.
 pub fn build_job(execution: &Execution, ctx: LocalContext<'_>) -> Result<Job, String> {
-    // The server's allow-listed variables, then the user's `env`, then `ST2_*`, which win.
-    let (st2, mut env): (BTreeMap<_, _>, BTreeMap<_, _>) = ctx.base_env.into_iter().partition(|(k, _)| k.starts_with("ST2_"));
-    if let Some(Value::Object(user_env)) = ctx.runner.get("env") {
-        for (k, v) in user_env {
-            env.insert(k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string));
-        }
-    }
-    env.extend(st2);
-    let debug = ctx.runner.get("debug").and_then(Value::as_bool).unwrap_or(false);
-    env.insert("ST2_ACTION_DEBUG".into(), if debug { "True" } else { "False" }.into());
+    let mut env = action_env(ctx.base_env, ctx.runner);
     let line = match ctx.script {
         None => match ctx.runner.get("cmd") {
             Some(Value::String(cmd)) => cmd.clone(),
@@ -70,6 +61,21 @@ pub fn build_job(execution: &Execution, ctx: LocalContext<'_>) -> Result<Job, St
     }
     let timeout = ctx.runner.get("timeout").and_then(Value::as_i64).filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64));
     Ok(Job { command, stdin, timeout, grace: ctx.grace })
+}
+
+/// The environment a shell action gets: `base` (allow-listed server variables and `ST2_*`), the
+/// user's `env` over it, then `ST2_*` and `ST2_ACTION_DEBUG`, which win (runner semantics §7).
+pub fn action_env(base: BTreeMap<String, String>, runner: &Map<String, Value>) -> BTreeMap<String, String> {
+    let (st2, mut env): (BTreeMap<_, _>, BTreeMap<_, _>) = base.into_iter().partition(|(k, _)| k.starts_with("ST2_"));
+    if let Some(Value::Object(user_env)) = runner.get("env") {
+        for (k, v) in user_env {
+            env.insert(k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string));
+        }
+    }
+    env.extend(st2);
+    let debug = runner.get("debug").and_then(Value::as_bool).unwrap_or(false);
+    env.insert("ST2_ACTION_DEBUG".into(), if debug { "True" } else { "False" }.into());
+    env
 }
 
 fn make_executable(script: &Path) {

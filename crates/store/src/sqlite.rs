@@ -25,7 +25,7 @@ use crate::{ApiKeyRecord, ExecutionQuery, ParentFilter, PurgeScope, Result, Sort
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    payloads: Payloads,
+    /// Also the payload files' reader and remover (`appender.payloads`).
     appender: Appender,
     /// When the last background checkpoint started (milliseconds since `epoch`).
     last_checkpoint: Arc<AtomicU64>,
@@ -104,8 +104,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let payloads = Payloads::open(data_dir.join("output"))?;
-        let appender = Appender::open(&path, payloads.clone())?;
-        Ok(SqliteStore { pool, payloads, appender, last_checkpoint: Arc::default(), epoch: std::time::Instant::now() })
+        let appender = Appender::open(&path, payloads)?;
+        Ok(SqliteStore { pool, appender, last_checkpoint: Arc::default(), epoch: std::time::Instant::now() })
     }
 }
 
@@ -244,7 +244,7 @@ impl Store for SqliteStore {
             }
             records.push(decode_record(execution_id, row)?);
         }
-        for (at, data) in in_files.into_iter().zip(self.payloads.read(execution_id, spans).await?) {
+        for (at, data) in in_files.into_iter().zip(self.appender.payloads.read(execution_id, spans).await?) {
             records[at].data = data;
         }
         Ok(records)
@@ -402,7 +402,7 @@ impl Store for SqliteStore {
         q.push(")");
         let left: Vec<String> = q.build().fetch_all(&self.pool).await?.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
         let empty: Vec<String> = execution_ids.iter().filter(|id| !left.contains(id)).cloned().collect();
-        self.payloads.remove(&empty).await?;
+        self.appender.payloads.remove(&empty).await?;
         Ok(deleted)
     }
 

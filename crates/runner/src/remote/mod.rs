@@ -128,15 +128,7 @@ fn prepare(e: &Execution, ctx: &RemoteContext<'_>) -> Result<Prepared, String> {
     let timeout = Duration::from_secs(timeout_secs);
     let connect_timeout = ctx.settings.connect_timeout.min(Duration::from_secs(timeout_secs.saturating_sub(2).max(1)));
     let dir = text("dir").unwrap_or(&ctx.settings.remote_dir).trim_end_matches('/').to_string();
-    let mut env = ctx.st2_env.clone();
-    if let Some(Value::Object(user_env)) = runner.get("env") {
-        for (k, v) in user_env {
-            env.insert(k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string));
-        }
-    }
-    env.extend(ctx.st2_env.clone());
-    let debug = runner.get("debug").and_then(Value::as_bool).unwrap_or(false);
-    env.insert("ST2_ACTION_DEBUG".into(), if debug { "True" } else { "False" }.into());
+    let mut env = crate::local::action_env(ctx.st2_env.clone(), runner);
 
     let (line, cwd, upload, command) = if e.runner.name == "remote-shell-script" {
         let script =
