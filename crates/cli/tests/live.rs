@@ -201,6 +201,20 @@ async fn heartbeats_keep_an_idle_stream_alive() {
 }
 
 #[tokio::test]
+async fn heartbeats_only_fill_silences() {
+    let s = Server::start_with(&[("SQUALL_STREAM__HEARTBEAT", "1")]);
+    let id = run_cmd(&s, "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i; sleep 0.25; done; sleep 2.6; echo bye", json!({})).await;
+    let mut sse = Sse::open(&s.url(&format!("/stream/v1/executions/{id}/output")), &[]).await;
+    let mut lines = String::new();
+    while !lines.ends_with("10\n") {
+        lines.push_str(&output_text(&[sse.next().await.unwrap()]));
+    }
+    assert_eq!(sse.keepalives, 1, "only the keep-alive on connect while output flows every 0.25 s");
+    assert_eq!(output_text(&[sse.next().await.unwrap()]), "bye\n");
+    assert!((2..=4).contains(&sse.keepalives), "one keep-alive per idle second after the output stopped, got {}", sse.keepalives);
+}
+
+#[tokio::test]
 async fn viewers_leave_no_state_behind() {
     let s = Server::start();
     let id = run_cmd(&s, "sleep 5", json!({})).await;

@@ -75,7 +75,8 @@ enum Step {
 }
 
 /// Turns a viewer's items into a response body. With `heartbeat`, a `\n` goes out at once and
-/// whenever nothing was sent for that long.
+/// whenever nothing was sent for that long. One timer per viewer stays armed and is moved only
+/// when it fires: a frame costs a clock read, not a timer update.
 fn body_of<T: Send + 'static>(
     items: impl Stream<Item = T> + Send + 'static,
     heartbeat: Option<Duration>,
@@ -84,28 +85,40 @@ fn body_of<T: Send + 'static>(
     const KEEPALIVE: Bytes = Bytes::from_static(b"\n");
     async_stream::stream! {
         let mut items = std::pin::pin!(items);
-        let next_deadline = || heartbeat.map(|h| Instant::now() + h);
-        let mut deadline = next_deadline();
+        let mut timer = heartbeat.map(|h| Box::pin(tokio::time::sleep(h)));
+        let mut last_sent = Instant::now();
         if heartbeat.is_some() {
             yield Ok(KEEPALIVE);
         }
         loop {
-            let item = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, items.next()).await {
-                    Ok(item) => item,
-                    Err(_) => {
-                        yield Ok(KEEPALIVE);
-                        deadline = next_deadline();
-                        continue;
+            let next = match (&mut timer, heartbeat) {
+                (Some(timer), Some(every)) => tokio::select! {
+                    biased;
+                    item = items.next() => Next::Item(item),
+                    () = timer.as_mut() => {
+                        let due = last_sent + every;
+                        let now = Instant::now();
+                        timer.as_mut().reset(if now >= due { now + every } else { due });
+                        if now >= due { Next::Beat } else { continue }
                     }
                 },
-                None => items.next().await,
+                _ => Next::Item(items.next().await),
             };
-            let Some(item) = item else { break };
+            let item = match next {
+                Next::Beat => {
+                    last_sent = Instant::now();
+                    yield Ok(KEEPALIVE);
+                    continue;
+                }
+                Next::Item(Some(item)) => item,
+                Next::Item(None) => break,
+            };
             match step(item) {
                 Step::Emit(frame) => {
+                    if heartbeat.is_some() {
+                        last_sent = Instant::now();
+                    }
                     yield Ok(frame);
-                    deadline = next_deadline();
                 }
                 Step::Skip => {}
                 Step::End(last) => {
@@ -117,6 +130,12 @@ fn body_of<T: Send + 'static>(
             }
         }
     }
+}
+
+/// What a viewer's body waits for next.
+enum Next<T> {
+    Item(Option<T>),
+    Beat,
 }
 
 fn streaming_response(content_type: &'static str, body: impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static) -> Response {
