@@ -7,6 +7,9 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use memchr::memmem;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -204,6 +207,24 @@ enum St {
 
 const OUTPUT_EVENT: &[u8] = b"st2.execution.output__create";
 const DATA_KEY: &[u8] = b"\"data\":\"";
+const SEQ_KEY: &[u8] = b"\"seq\":";
+const OFFSET_KEY: &[u8] = b"\"offset\":";
+const STDERR_KEY: &[u8] = b"\"output_type\":\"stderr\"";
+const TIMESTAMP_KEY: &[u8] = b"\"timestamp\":\"";
+/// How much of a record's line the head scan copies at a time.
+const HEAD_PIECE: usize = 1024;
+
+type Finder = OnceLock<memmem::Finder<'static>>;
+static DATA_FINDER: Finder = OnceLock::new();
+static SEQ_FINDER: Finder = OnceLock::new();
+static OFFSET_FINDER: Finder = OnceLock::new();
+static STDERR_FINDER: Finder = OnceLock::new();
+static TIMESTAMP_FINDER: Finder = OnceLock::new();
+
+/// A substring searcher built once (building one costs more than searching a record's head).
+fn finder(cell: &'static Finder, key: &'static [u8]) -> &'static memmem::Finder<'static> {
+    cell.get_or_init(|| memmem::Finder::new(key))
+}
 
 /// Streaming parser of squall's per-execution SSE output stream (text encoding). It relies on
 /// the server's key order (`data` is the record's last key), keeps at most the small JSON head
@@ -324,19 +345,28 @@ impl OutputParser {
                     }
                 }
                 St::Head => {
-                    let c = rest[0];
-                    i += 1;
-                    if c == b'\n' {
+                    // Up to the end of the line, a bounded piece at a time: the head before
+                    // `"data":"` is small, the data after it is not copied here.
+                    let line = memchr::memchr(b'\n', rest);
+                    let take = line.unwrap_or(rest.len()).min(HEAD_PIECE);
+                    let before = self.head.len();
+                    // The key may straddle the previous piece.
+                    let from = before.saturating_sub(DATA_KEY.len() - 1);
+                    self.head.extend_from_slice(&rest[..take]);
+                    if let Some(p) = finder(&DATA_FINDER, DATA_KEY).find(&self.head[from..]) {
+                        let end = from + p + DATA_KEY.len();
+                        self.head.truncate(end);
+                        i += end - before;
+                        self.start_record();
+                        self.st = St::Str;
+                    } else if line == Some(take) {
                         // A record without text data (e.g. base64 encoding): keep its numbers.
+                        i += take + 1;
                         self.start_record();
                         self.record_done = true;
                         self.st = St::LineStart;
-                        continue;
-                    }
-                    self.head.push(c);
-                    if self.head.ends_with(DATA_KEY) {
-                        self.start_record();
-                        self.st = St::Str;
+                    } else {
+                        i += take;
                     }
                 }
                 St::Str => match memchr::memchr2(b'"', b'\\', rest) {
@@ -394,11 +424,12 @@ impl OutputParser {
     }
 
     fn start_record(&mut self) {
-        self.seq = number_after(&self.head, b"\"seq\":").unwrap_or(0);
-        self.offset = number_after(&self.head, b"\"offset\":").unwrap_or(0);
-        self.stdout = memchr::memmem::find(&self.head, b"\"output_type\":\"stderr\"").is_none();
+        self.seq = number_after(&self.head, finder(&SEQ_FINDER, SEQ_KEY)).unwrap_or(0);
+        self.offset = number_after(&self.head, finder(&OFFSET_FINDER, OFFSET_KEY)).unwrap_or(0);
+        self.stdout = finder(&STDERR_FINDER, STDERR_KEY).find(&self.head).is_none();
+        let timestamp = finder(&TIMESTAMP_FINDER, TIMESTAMP_KEY);
         self.timestamp_us =
-            memchr::memmem::find(&self.head, b"\"timestamp\":\"").and_then(|at| iso_micros(&self.head[at + 13..])).unwrap_or(0);
+            timestamp.find(&self.head).and_then(|at| iso_micros(&self.head[at + TIMESTAMP_KEY.len()..])).unwrap_or(0);
         self.len = 0;
         self.data.clear();
         self.high = None;
@@ -441,8 +472,8 @@ fn iso_micros(s: &[u8]) -> Option<u64> {
     u64::try_from(((days * 24 + hh) * 60 + mm) * 60 + ss).ok().map(|secs| secs * 1_000_000 + micros as u64)
 }
 
-fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
-    let at = memchr::memmem::find(hay, key)? + key.len();
+fn number_after(hay: &[u8], key: &memmem::Finder<'_>) -> Option<u64> {
+    let at = key.find(hay)? + key.needle().len();
     let digits: &[u8] = &hay[at..];
     let end = digits.iter().position(|c| !c.is_ascii_digit()).unwrap_or(digits.len());
     std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
