@@ -9,6 +9,7 @@
 
 mod emit;
 mod executions;
+mod floor;
 mod harness;
 mod http;
 mod live;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+use super::floor;
 use super::harness::{self, BenchServer, ServerOptions, mib, quote};
 use super::http::{OutputEvent, OutputParser, RawStream};
 use super::{Ctx, Run};
@@ -14,7 +15,7 @@ use super::{Ctx, Run};
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
 /// Read size of the bench's viewers and of its local-file reader.
-const READ: usize = 256 * 1024;
+pub const READ: usize = 256 * 1024;
 
 /// What a counting viewer saw.
 struct Counted {
@@ -124,6 +125,7 @@ pub async fn firehose(ctx: &Ctx) -> Result<Run> {
     let peak = sampler.peak_kib().max(rss_before);
     drop(sampler);
     let (_, committed) = server.committed_stdout(&id).await?;
+    let (floor_time, floor_complete) = firehose_floor(viewers, bytes).await?;
 
     let mut run = Run::default();
     run.params.num("bytes", "bytes", bytes as f64, "").num("viewers", "viewers", viewers as f64, "");
@@ -138,7 +140,11 @@ pub async fn firehose(ctx: &Ctx) -> Result<Run> {
         .num("server_cpu_total_s", "server CPU until the last viewer finished", watched_cpu.own_s, "s")
         .num("action_cpu_s", "action CPU (the command)", watched_cpu.children_s, "s")
         .num("bench_cpu_s", "bench (viewers) CPU", watched_bench, "s")
-        .num("server_peak_rss_mib", "server peak RSS (sampled)", mib(peak), "MiB");
+        .num("server_peak_rss_mib", "server peak RSS (sampled)", mib(peak), "MiB")
+        .num("floor_elapsed_s", "loopback floor: bare TCP sender to as many viewers", floor_time.as_secs_f64(), "s")
+        .flag("floor_every_byte", "loopback floor: every viewer got every byte", floor_complete == viewers)
+        .num("floor_ratio", "loopback floor ÷ unwatched (least reachable ratio)", floor_time.as_secs_f64() / unwatched.as_secs_f64(), "")
+        .num("watched_to_floor", "watched ÷ loopback floor", watched.as_secs_f64() / floor_time.as_secs_f64(), "");
     run.baseline
         .num("elapsed_s", "go → succeeded, unwatched", unwatched.as_secs_f64(), "s")
         .num("server_cpu_s", "server CPU", unwatched_cpu.own_s, "s")
@@ -146,6 +152,32 @@ pub async fn firehose(ctx: &Ctx) -> Result<Run> {
         .num("bench_cpu_s", "bench CPU", unwatched_bench, "s");
     run.ratio = Some(watched.as_secs_f64() / unwatched.as_secs_f64());
     Ok(run)
+}
+
+/// The loopback floor of `firehose`: `bytes` bytes (already in memory) to each of `viewers`
+/// connections from a bare sender, the viewers only counting. (time to the last byte, viewers
+/// with every byte).
+async fn firehose_floor(viewers: usize, bytes: u64) -> Result<(Duration, usize)> {
+    let chunk: Arc<[u8]> = b"y\n".repeat(READ / 2).into();
+    let addr = floor::serve(viewers, bytes, floor::Source::Repeat(chunk))?;
+    let t0 = Instant::now();
+    let readers: Vec<_> = (0..viewers)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut stream = RawStream::get(addr, "/", &[], READ).await?;
+                let mut n = 0u64;
+                stream.read_to_end(&mut |b| n += b.len() as u64).await?;
+                anyhow::Ok(n)
+            })
+        })
+        .collect();
+    let mut complete = 0;
+    for r in readers {
+        if let Ok(Ok(n)) = r.await {
+            complete += usize::from(n == bytes);
+        }
+    }
+    Ok((t0.elapsed(), complete))
 }
 
 /// Bytes and a byte sum: what the join's client computes over everything it reads.
@@ -199,10 +231,8 @@ fn read_file(path: &std::path::Path) -> std::io::Result<(Duration, Digest)> {
     Ok((t0.elapsed(), d))
 }
 
-/// Joins the finished execution over `/stdout`: (request → first byte, request → end, digest).
-async fn read_stdout(server: &BenchServer, id: &str) -> Result<(Duration, Duration, Digest)> {
-    let t0 = Instant::now();
-    let mut stream = server.open(&format!("/v1/executions/{id}/stdout"), &[], READ).await?;
+/// Reads a response body to its end: (start → first byte, start → end, digest).
+async fn read_body(t0: Instant, mut stream: RawStream) -> Result<(Duration, Duration, Digest)> {
     let mut first: Option<Instant> = None;
     let mut d = Digest::default();
     stream
@@ -215,6 +245,19 @@ async fn read_stdout(server: &BenchServer, id: &str) -> Result<(Duration, Durati
         .await?;
     let total = t0.elapsed();
     Ok((first.map_or(total, |f| f - t0), total, d))
+}
+
+/// Joins the finished execution over `/stdout`: (request → first byte, request → end, digest).
+async fn read_stdout(server: &BenchServer, id: &str) -> Result<(Duration, Duration, Digest)> {
+    let t0 = Instant::now();
+    read_body(t0, server.open(&format!("/v1/executions/{id}/stdout"), &[], READ).await?).await
+}
+
+/// The same bytes from the loopback floor's sender, read by the same client.
+async fn read_floor(addr: std::net::SocketAddr) -> Result<(Duration, Digest)> {
+    let t0 = Instant::now();
+    let (_, total, d) = read_body(t0, RawStream::get(addr, "/", &[], READ).await?).await?;
+    Ok((total, d))
 }
 
 pub async fn join(ctx: &Ctx) -> Result<Run> {
@@ -234,22 +277,29 @@ pub async fn join(ctx: &Ctx) -> Result<Run> {
     // Two rounds of: the same client reading the same bytes from a local file, then joining
     // over /stdout. The first round pays for pages that are still being written back; the
     // faster round of each counts. The first byte is the first join's.
-    let (mut file_time, mut join_time) = (Duration::MAX, Duration::MAX);
-    let (mut file_digest, mut d) = (Digest::default(), Digest::default());
+    // Each round also reads the file through the loopback floor's bare sender.
+    let (mut file_time, mut join_time, mut floor_time) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    let (mut file_digest, mut d, mut floor_digest) = (Digest::default(), Digest::default(), Digest::default());
     let mut first_byte = None;
-    let (cpu0, bench0) = (server.cpu(), harness::bench_cpu_s());
+    let floor = floor::serve(2, bytes, floor::Source::File(file.clone()))?;
+    let (mut cpu, mut bench_cpu) = (0.0, 0.0);
     for _ in 0..2 {
         let path = file.clone();
         let (t, digest) = tokio::task::spawn_blocking(move || read_file(&path)).await??;
         file_time = file_time.min(t);
         file_digest = digest;
+        let (cpu0, bench0) = (server.cpu(), harness::bench_cpu_s());
         let (first, total, digest) = read_stdout(&server, &id).await?;
+        cpu += server.cpu().since(cpu0).own_s;
+        bench_cpu += harness::bench_cpu_s() - bench0;
         first_byte.get_or_insert(first);
         join_time = join_time.min(total);
         d = digest;
+        let (t, digest) = read_floor(floor).await?;
+        floor_time = floor_time.min(t);
+        floor_digest = digest;
     }
     let first_byte = first_byte.unwrap_or_default();
-    let (cpu, bench_cpu) = (server.cpu().since(cpu0), harness::bench_cpu_s() - bench0);
     std::fs::remove_file(&file)?;
 
     // The same join over the SSE output stream, for comparison (no target).
@@ -265,8 +315,12 @@ pub async fn join(ctx: &Ctx) -> Result<Run> {
         .num("elapsed_s", "/stdout: request → last byte (faster round)", join_time.as_secs_f64(), "s")
         .num("throughput_mib_s", "/stdout throughput", bytes as f64 / MIB / join_time.as_secs_f64(), "MiB/s")
         .flag("every_byte", "every byte, same bytes as the file", d == file_digest && d.bytes == bytes)
-        .num("server_cpu_s", "server CPU during both rounds", cpu.own_s, "s")
-        .num("bench_cpu_s", "bench CPU during both rounds", bench_cpu, "s")
+        .num("server_cpu_s", "server CPU during both joins", cpu, "s")
+        .num("bench_cpu_s", "bench CPU during both joins", bench_cpu, "s")
+        .num("floor_elapsed_s", "loopback floor: bare TCP sender of the file (faster round)", floor_time.as_secs_f64(), "s")
+        .flag("floor_every_byte", "loopback floor: same bytes as the file", floor_digest == file_digest)
+        .num("floor_ratio", "loopback floor ÷ local file (least reachable ratio)", floor_time.as_secs_f64() / file_time.as_secs_f64(), "")
+        .num("join_to_floor", "/stdout ÷ loopback floor", join_time.as_secs_f64() / floor_time.as_secs_f64(), "")
         .num("sse_elapsed_s", "SSE output stream: request → EOF", sse_time.as_secs_f64(), "s")
         .num("sse_throughput_mib_s", "SSE output stream throughput", bytes as f64 / MIB / sse_time.as_secs_f64(), "MiB/s")
         .flag("sse_every_byte", "SSE: every byte", counted.contiguous && counted.eof && counted.bytes == bytes);
