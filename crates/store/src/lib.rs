@@ -16,6 +16,10 @@ pub use auth::{ApiKeyRecord, TokenRecord, UserRecord};
 pub use query::{ExecutionQuery, ParentFilter, PurgeScope, SortOrder};
 pub use sqlite::SqliteStore;
 
+/// The data a page of [`Store::read_output`] holds, at most (plus the last record's overshoot).
+/// Measured on the `join` bench: 4 MiB pages read a log as fast as unbounded 16-record pages.
+pub const PAGE_BYTES: u64 = 4 << 20;
+
 /// What went wrong talking to storage. These are server-side failures (500s), never a client's
 /// mistake; the message says what to check.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +65,10 @@ pub trait Store: Send + Sync + 'static {
     /// Appends records in one transaction (group commit).
     async fn append_output(&self, records: &[OutputRecord]) -> Result<()>;
 
-    /// Up to `limit` records of one execution with `seq > after`, in `seq` order.
+    /// Up to `limit` records of one execution with `seq > after`, in `seq` order, ending early
+    /// with the record that brings the page to [`PAGE_BYTES`] of data (a page always has at
+    /// least one record when there is one): many viewers catching up at once hold bounded
+    /// memory whatever the records' sizes.
     async fn read_output(&self, execution_id: &str, after: u64, filter: StreamFilter, limit: u32) -> Result<Vec<OutputRecord>>;
 
     /// The highest stored `seq` of an execution (0 when it has none).

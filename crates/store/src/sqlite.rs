@@ -16,7 +16,9 @@ use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status, StreamKind, Timestamp};
 
 use crate::payloads::{self, Payloads, Span};
-use crate::{ApiKeyRecord, ExecutionQuery, ParentFilter, PurgeScope, Result, SortOrder, Store, StoreError, TokenRecord, UserRecord};
+use crate::{
+    ApiKeyRecord, ExecutionQuery, PAGE_BYTES, ParentFilter, PurgeScope, Result, SortOrder, Store, StoreError, TokenRecord, UserRecord,
+};
 
 /// SQLite storage. WAL with `synchronous = NORMAL`: a committed transaction survives a crash of
 /// the squall process (it is in the WAL file); only an operating-system crash can lose the
@@ -235,14 +237,21 @@ impl Store for SqliteStore {
         q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
         let rows = q.build().fetch_all(&self.pool).await?;
         let mut records = Vec::with_capacity(rows.len());
-        let (mut spans, mut in_files) = (Vec::new(), Vec::new());
+        let (mut spans, mut in_files, mut bytes) = (Vec::new(), Vec::new(), 0);
         for row in &rows {
-            if let Some(pos) = row.try_get::<Option<i64>, _>("file_pos")? {
-                let len = row.try_get::<Option<i64>, _>("len")?.unwrap_or(0);
-                spans.push(Span { pos: pos as u64, len: len as u64 });
-                in_files.push(records.len());
+            if bytes >= PAGE_BYTES {
+                break;
             }
-            records.push(decode_record(execution_id, row)?);
+            let record = decode_record(execution_id, row)?;
+            if let Some(pos) = row.try_get::<Option<i64>, _>("file_pos")? {
+                let len = row.try_get::<Option<i64>, _>("len")?.unwrap_or(0) as u64;
+                spans.push(Span { pos: pos as u64, len });
+                in_files.push(records.len());
+                bytes += len;
+            } else {
+                bytes += record.data.len() as u64;
+            }
+            records.push(record);
         }
         for (at, data) in in_files.into_iter().zip(self.appender.payloads.read(execution_id, spans).await?) {
             records[at].data = data;

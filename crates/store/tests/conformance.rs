@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{Map, json};
 use squall_core::output::StreamFilter;
 use squall_core::{Catalog, Execution, OutputRecord, Status, StreamKind, Timestamp};
-use squall_store::{ApiKeyRecord, ExecutionQuery, ParentFilter, SortOrder, SqliteStore, Store, TokenRecord};
+use squall_store::{ApiKeyRecord, ExecutionQuery, PAGE_BYTES, ParentFilter, SortOrder, SqliteStore, Store, TokenRecord};
 
 fn execution(cmd: &str, user: &str) -> Execution {
     let catalog = Catalog::builtin();
@@ -187,6 +187,24 @@ async fn sqlite_payload_files_ignore_crash_leftovers_and_go_with_their_output() 
     store.append_output(&many).await.unwrap();
     let page = store.read_output(&e.id, 2000, StreamFilter::All, 3).await.unwrap();
     assert_eq!(page.iter().map(|r| r.data.clone()).collect::<Vec<_>>(), [&b"2001"[..], b"2002", b"2003"]);
+    // A page stops at PAGE_BYTES of data, with the record that reaches it; a record larger
+    // than that still comes, alone.
+    let mib = vec![b'x'; 1 << 20];
+    let big: Vec<OutputRecord> = (2600..2610).map(|seq| record(&e.id, seq, StreamKind::Stdout, &mib)).collect();
+    store.append_output(&big).await.unwrap();
+    let page = store.read_output(&e.id, 2599, StreamFilter::All, 100).await.unwrap();
+    let per_page = (PAGE_BYTES as usize).div_ceil(1 << 20);
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), (2600..2600 + per_page as u64).collect::<Vec<_>>());
+    assert!(page.iter().all(|r| r.data.len() == 1 << 20));
+    let huge = vec![b'y'; PAGE_BYTES as usize + 1];
+    store
+        .append_output(&[record(&e.id, 2610, StreamKind::Stdout, &huge), record(&e.id, 2611, StreamKind::Stdout, b"after")])
+        .await
+        .unwrap();
+    let page = store.read_output(&e.id, 2609, StreamFilter::All, 100).await.unwrap();
+    assert_eq!((page.len(), page[0].data.len()), (1, huge.len()));
+    let page = store.read_output(&e.id, 2600, StreamFilter::All, 3).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [2601, 2602, 2603], "the record limit still applies");
     // Purging the output removes the file with the last index row.
     while store.delete_output_batch(std::slice::from_ref(&e.id), 1000).await.unwrap() > 0 {}
     assert!(!file.exists(), "{} is removed with its output", file.display());

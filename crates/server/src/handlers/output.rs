@@ -18,7 +18,8 @@ use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::query::Params;
 
-/// Records read from the store per page (each at most 1 MiB).
+/// Records read from the store per page (each at most 1 MiB; a page also stops at
+/// `squall_store::PAGE_BYTES`).
 pub const PAGE: u32 = 16;
 
 pub async fn plain(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Response> {
