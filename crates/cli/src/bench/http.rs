@@ -428,8 +428,7 @@ impl OutputParser {
         self.offset = number_after(&self.head, finder(&OFFSET_FINDER, OFFSET_KEY)).unwrap_or(0);
         self.stdout = finder(&STDERR_FINDER, STDERR_KEY).find(&self.head).is_none();
         let timestamp = finder(&TIMESTAMP_FINDER, TIMESTAMP_KEY);
-        self.timestamp_us =
-            timestamp.find(&self.head).and_then(|at| iso_micros(&self.head[at + TIMESTAMP_KEY.len()..])).unwrap_or(0);
+        self.timestamp_us = timestamp.find(&self.head).and_then(|at| iso_micros(&self.head[at + TIMESTAMP_KEY.len()..])).unwrap_or(0);
         self.len = 0;
         self.data.clear();
         self.high = None;

@@ -85,24 +85,23 @@ fn body_of<T: Send + 'static>(
     const KEEPALIVE: Bytes = Bytes::from_static(b"\n");
     async_stream::stream! {
         let mut items = std::pin::pin!(items);
-        let mut timer = heartbeat.map(|h| Box::pin(tokio::time::sleep(h)));
+        let mut beat = heartbeat.map(|every| (Box::pin(tokio::time::sleep(every)), every));
         let mut last_sent = Instant::now();
         if heartbeat.is_some() {
             yield Ok(KEEPALIVE);
         }
         loop {
-            let next = match (&mut timer, heartbeat) {
-                (Some(timer), Some(every)) => tokio::select! {
+            let next = match &mut beat {
+                Some((timer, every)) => tokio::select! {
                     biased;
                     item = items.next() => Next::Item(item),
                     () = timer.as_mut() => {
-                        let due = last_sent + every;
-                        let now = Instant::now();
-                        timer.as_mut().reset(if now >= due { now + every } else { due });
+                        let (due, now) = (last_sent + *every, Instant::now());
+                        timer.as_mut().reset(if now >= due { now + *every } else { due });
                         if now >= due { Next::Beat } else { continue }
                     }
                 },
-                _ => Next::Item(items.next().await),
+                None => Next::Item(items.next().await),
             };
             let item = match next {
                 Next::Beat => {
