@@ -73,12 +73,16 @@ fn fanout() {
 
 #[test]
 fn firehose() {
-    check(&bench("firehose"), &["elapsed_s", "every_viewer_every_byte"], true);
+    let v = bench("firehose");
+    check(&v, &["elapsed_s", "every_viewer_every_byte", "floor_elapsed_s", "floor_ratio", "watched_to_floor"], true);
+    assert_eq!(v["figures"]["floor_every_byte"], true, "the loopback floor's viewers got every byte: {v}");
 }
 
 #[test]
 fn join() {
-    check(&bench("join"), &["first_byte_ms", "throughput_mib_s", "every_byte"], true);
+    let v = bench("join");
+    check(&v, &["first_byte_ms", "throughput_mib_s", "every_byte", "floor_elapsed_s", "floor_ratio", "join_to_floor"], true);
+    assert_eq!(v["figures"]["floor_every_byte"], true, "the loopback floor sent the file's bytes: {v}");
 }
 
 #[test]
