@@ -95,6 +95,8 @@ pub struct Subscription {
     rx: Option<broadcast::Receiver<Live>>,
     /// For per-execution subscriptions: the hub entry to release when the last one goes.
     entry: Option<(Arc<Hub>, String)>,
+    /// For global subscriptions that asked for output records.
+    _output_interest: Option<hub::OutputInterest>,
 }
 
 impl Subscription {
@@ -129,8 +131,9 @@ pub trait Bus: Send + Sync + 'static {
     /// Live events of one execution: its output records and its changes.
     async fn subscribe_execution(&self, execution_id: &str) -> Subscription;
 
-    /// Every live event of every execution.
-    async fn subscribe_all(&self) -> Subscription;
+    /// Every execution's changes, and every output record when `with_output` (records are
+    /// carried on the all-executions channel only while such a subscriber exists).
+    async fn subscribe_all(&self, with_output: bool) -> Subscription;
 
     /// Asks whichever runner holds `execution_id` to stop it.
     async fn request_cancel(&self, execution_id: &str);

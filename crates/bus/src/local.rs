@@ -39,8 +39,8 @@ impl Bus for LocalBus {
         self.hub.subscribe_execution(execution_id)
     }
 
-    async fn subscribe_all(&self) -> Subscription {
-        self.hub.subscribe_all()
+    async fn subscribe_all(&self, with_output: bool) -> Subscription {
+        self.hub.subscribe_all(with_output)
     }
 
     async fn request_cancel(&self, execution_id: &str) {

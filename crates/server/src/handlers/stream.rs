@@ -319,7 +319,7 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
         return Ok(streaming_response(SSE, body));
     }
     let end = params.get("end_execution_id").map(String::from).zip(params.get("end_event").map(String::from));
-    let mut sub = state.bus.subscribe_all().await;
+    let mut sub = state.bus.subscribe_all(filters.wants(OUTPUT_EVENT)).await;
     let events = async_stream::stream! {
         loop {
             match sub.recv().await {
