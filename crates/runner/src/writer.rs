@@ -77,8 +77,8 @@ impl HeadTail {
 pub struct WriterSummary {
     pub last_seq: u64,
     pub stats: OutputStats,
-    /// Result views per host (`None`: local output), in the order hosts first wrote.
-    views: Vec<(Option<Arc<str>>, [HeadTail; 2])>,
+    /// Result views of stdout and stderr, per host.
+    views: PerHost<[HeadTail; 2]>,
 }
 
 impl WriterSummary {
@@ -89,11 +89,19 @@ impl WriterSummary {
     }
 }
 
-/// Per-host state: streaming maskers (a secret split across reads of one host's stream must
-/// not meet another host's bytes) and the result views.
-struct Lane {
-    host: Option<Arc<str>>,
-    maskers: [Masker; 2],
+/// Per-host state (`None`: local output), in the order hosts first wrote.
+type PerHost<T> = Vec<(Option<Arc<str>>, T)>;
+
+/// The entry of `host`, made on its first use.
+fn per_host<'a, T>(list: &'a mut PerHost<T>, host: &Option<Arc<str>>, make: impl FnOnce() -> T) -> &'a mut T {
+    let at = match list.iter().position(|(h, _)| h == host) {
+        Some(at) => at,
+        None => {
+            list.push((host.clone(), make()));
+            list.len() - 1
+        }
+    };
+    &mut list[at].1
 }
 
 /// `[actionrunner] max_output_bytes`: the first half is stored as it comes; past it, a rolling
@@ -153,7 +161,9 @@ pub struct LogWriter {
     /// Values masked in stdout and stderr before anything is stored or published.
     secrets: Vec<String>,
     mask_min_length: usize,
-    lanes: Vec<Lane>,
+    /// Streaming maskers of stdout and stderr, per host: a secret split across reads of one
+    /// host's stream must not meet another host's bytes.
+    maskers: PerHost<[Masker; 2]>,
     limit: Limit,
 }
 
@@ -171,7 +181,7 @@ impl LogWriter {
             result_limit,
             secrets: Vec::new(),
             mask_min_length: 1,
-            lanes: Vec::new(),
+            maskers: Vec::new(),
             limit: Limit::default(),
         }
     }
@@ -187,32 +197,6 @@ impl LogWriter {
         self.secrets = secrets.to_vec();
         self.mask_min_length = min_length;
         self
-    }
-
-    /// The lane of `host`, created on its first chunk.
-    fn lane(&mut self, host: &Option<Arc<str>>) -> &mut Lane {
-        let at = match self.lanes.iter().position(|l| l.host == *host) {
-            Some(at) => at,
-            None => {
-                let masker = || Masker::new(&self.secrets, self.mask_min_length);
-                self.lanes.push(Lane { host: host.clone(), maskers: [masker(), masker()] });
-                self.lanes.len() - 1
-            }
-        };
-        &mut self.lanes[at]
-    }
-
-    /// The result views of `host`, created on its first record.
-    fn views(&mut self, host: &Option<Arc<str>>) -> &mut [HeadTail; 2] {
-        let views = &mut self.summary.views;
-        let at = match views.iter().position(|(h, _)| h == host) {
-            Some(at) => at,
-            None => {
-                views.push((host.clone(), [HeadTail::new(self.result_limit), HeadTail::new(self.result_limit)]));
-                views.len() - 1
-            }
-        };
-        &mut views[at].1
     }
 
     /// Continues a log that already has records (for squall's own `output` lines written after
@@ -242,11 +226,9 @@ impl LogWriter {
         // The streams are closed: whatever was held back as a possible secret prefix is not one.
         // It is already masked, so it goes straight to `keep`.
         let held: Vec<Chunk> = self
-            .lanes
+            .maskers
             .iter_mut()
-            .flat_map(|lane| {
-                let host = lane.host.clone();
-                let [out, err] = &mut lane.maskers;
+            .flat_map(|(host, [out, err])| {
                 [(StreamKind::Stdout, out.finish()), (StreamKind::Stderr, err.finish())].map(|(stream, data)| Chunk {
                     stream,
                     host: host.clone(),
@@ -276,7 +258,10 @@ impl LogWriter {
         for mut chunk in chunks {
             if masking && chunk.stream != StreamKind::Output {
                 let slot = chunk.stream.code() as usize - 1;
-                let masker = &mut self.lane(&chunk.host).maskers[slot];
+                let (secrets, min_length) = (&self.secrets, self.mask_min_length);
+                let masker =
+                    &mut per_host(&mut self.maskers, &chunk.host, || [Masker::new(secrets, min_length), Masker::new(secrets, min_length)])
+                        [slot];
                 if !masker.is_empty() {
                     chunk.data = masker.push_bytes(chunk.data);
                 }
@@ -362,7 +347,8 @@ impl LogWriter {
             let data = m.into_bytes();
             let slot = (stream.code() - 1) as usize;
             if stream != StreamKind::Output {
-                self.views(&host)[slot].push(&data);
+                let limit = self.result_limit;
+                per_host(&mut self.summary.views, &host, || [HeadTail::new(limit), HeadTail::new(limit)])[slot].push(&data);
             }
             records.push(OutputRecord {
                 execution_id: self.execution_id.clone(),
