@@ -87,7 +87,7 @@ fn body_of<T: Send + 'static>(
         let mut items = std::pin::pin!(items);
         let mut beat = heartbeat.map(|every| (Box::pin(tokio::time::sleep(every)), every));
         let mut last_sent = Instant::now();
-        if heartbeat.is_some() {
+        if beat.is_some() {
             yield Ok(KEEPALIVE);
         }
         loop {
@@ -114,7 +114,7 @@ fn body_of<T: Send + 'static>(
             };
             match step(item) {
                 Step::Emit(frame) => {
-                    if heartbeat.is_some() {
+                    if beat.is_some() {
                         last_sent = Instant::now();
                     }
                     yield Ok(frame);
