@@ -23,6 +23,17 @@ pub struct Config {
     pub auth: Auth,
     pub rbac: RbacSection,
     pub garbagecollector: GarbageCollector,
+    pub keyvalue: KeyValue,
+}
+
+/// `[keyvalue]` — st2.conf's datastore section; squall uses its key to seal secret parameter
+/// values at rest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyValue {
+    /// The key file (32 bytes, hex, mode 0600). Unset: `<data dir>/encryption.key`, created on
+    /// first start.
+    pub encryption_key_path: Option<PathBuf>,
 }
 
 /// `[garbagecollector]` — retention of executions and their output.

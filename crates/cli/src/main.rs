@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod config;
+mod keyfile;
 mod purge;
 mod server;
 
@@ -70,6 +71,16 @@ enum Command {
     /// Delete old executions or their output now, on the data directory.
     #[command(subcommand)]
     Purge(purge::PurgeCommand),
+    /// The key that seals secret parameter values at rest.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write a new random key (mode 0600) to PATH, for `[keyvalue] encryption_key_path`. Give
+    /// every node of a cluster the same file. An existing file is never replaced.
+    Generate { path: PathBuf },
 }
 
 /// How `run` and `re-run` take parameters and wait.
@@ -250,6 +261,16 @@ fn main() -> ExitCode {
         Command::Server(args) => server::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Purge(cmd) => purge::main(cmd),
+        Command::Key(KeyCommand::Generate { path }) => match keyfile::generate(&path) {
+            Ok(()) => {
+                println!("wrote a new encryption key to {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("squall: {e:#}");
+                ExitCode::from(client::exit::ERROR)
+            }
+        },
         command => client_main(cli.url, command),
     }
 }
@@ -283,7 +304,7 @@ async fn run_client(url: Option<String>, command: Command) -> client::CliResult<
     }
     let api = client::Api::new(&client::resolve_url(url)?)?;
     match command {
-        Command::Server(_) | Command::Bench(_) | Command::Purge(_) => unreachable!("handled in main"),
+        Command::Server(_) | Command::Bench(_) | Command::Purge(_) | Command::Key(_) => unreachable!("handled in main"),
         Command::Run { action, options } => execution::run(&api, &action, &options.parameters, options.wait(), options.json).await,
         Command::Execution(ExecutionCommand::List { n, status, action, json }) => execution::list(&api, n, status, action, json).await,
         Command::Execution(ExecutionCommand::Get { id, json, detail }) => execution::get(&api, &id, json, detail).await,

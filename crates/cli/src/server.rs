@@ -50,6 +50,10 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&args.data_dir).await.with_context(|| format!("cannot open the database in {}", args.data_dir.display()))?,
     );
+    let sealing = match &config.keyvalue.encryption_key_path {
+        Some(path) => crate::keyfile::load(path, false)?,
+        None => crate::keyfile::load(&args.data_dir.join(crate::keyfile::DEFAULT_NAME), true)?,
+    };
     let content = Arc::new(Content::load(&config.content.paths()).context("cannot load packs")?);
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::default());
     let queue: Arc<dyn WorkQueue> = Arc::new(LocalQueue::default());
@@ -92,6 +96,7 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 default_key_file: config.system_user.ssh_key_file.clone(),
                 known_hosts: config.ssh_runner.known_hosts_file.clone(),
             },
+            sealing: sealing.clone(),
         },
     );
     worker.recover().await.context("start-up recovery failed")?;
@@ -113,6 +118,7 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             dev_user: config.system_user.user.clone(),
         },
         rbac,
+        sealing,
     });
     if config.auth.enable {
         ensure_admin(&*state.store, &args.data_dir).await?;

@@ -260,3 +260,51 @@ async fn pack_script_actions_get_stackstorm_arguments() {
     let done = wait_done(&s, e["id"].as_str().unwrap(), Duration::from_secs(20)).await;
     assert_eq!(done["result"]["stdout"], "[--count=3]\n[--verbose]\n[a b]\n[x,y]", "{done}");
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_and_the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut s = Server::start();
+    // The command names the secret in two halves, so the stored command does not hold it.
+    let cmd = "test \"$DB_PASSWORD\" = hunter2-in\"\"-env && test \"$COLOR\" = blue && echo env-ok";
+    let parameters = json!({"cmd": cmd, "sudo_password": "hunter2-sudo", "env": {"DB_PASSWORD": "hunter2-in-env", "COLOR": "blue"}});
+    let (code, e) = post(&s, "/v1/executions", json!({"action": "core.local", "parameters": parameters})).await;
+    assert_eq!(code, 201, "{e}");
+    let id = e["id"].as_str().unwrap().to_string();
+    assert_eq!(e["parameters"]["env"], json!({"DB_PASSWORD": "********", "COLOR": "blue"}), "a secret-looking env value is masked");
+    let done = wait_done(&s, &id, Duration::from_secs(20)).await;
+    assert_eq!(done["result"]["stdout"], "env-ok", "the action gets the opened values: {done}");
+    assert_eq!(done["parameters"]["env"]["DB_PASSWORD"], "********");
+    let (code, again) = post(&s, &format!("/v1/executions/{id}/re_run"), json!({"parameters": {}})).await;
+    assert_eq!(code, 201, "{again}");
+    let rerun = wait_done(&s, again["id"].as_str().unwrap(), Duration::from_secs(20)).await;
+    assert_eq!(rerun["result"]["stdout"], "env-ok", "a re-run gets the original's secrets: {rerun}");
+
+    s.terminate();
+    let data = s.data_dir();
+    for file in files_under(&data) {
+        let bytes = std::fs::read(&file).unwrap();
+        for secret in ["hunter2-in-env", "hunter2-sudo"] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds {secret} in clear", file.display());
+        }
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", file.display());
+    }
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(data.join("encryption.key").is_file());
+
+    s.restart();
+    let (_, shown) = get(&s, &format!("/v1/executions/{id}?show_secrets=true")).await;
+    assert_eq!(shown["parameters"]["sudo_password"], "hunter2-sudo", "the key outlives a restart");
+    assert_eq!(shown["parameters"]["env"]["DB_PASSWORD"], "hunter2-in-env");
+}

@@ -9,6 +9,7 @@ pub mod id;
 pub mod mask;
 pub mod output;
 pub mod params;
+pub mod sealed;
 pub mod status;
 pub mod time;
 

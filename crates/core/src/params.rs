@@ -32,6 +32,27 @@ pub fn secret_names(runner: &RunnerType, action: &Action) -> Vec<String> {
         .collect()
 }
 
+/// Calls `f` with every secret value in `parameters` and its path: parameters marked
+/// `secret: true` (`password`), and entries of the `env` parameter whose names look secret
+/// (`env.DB_PASSWORD`, see [`crate::mask::secret_env_name`]). Null values are skipped. Masking
+/// in the API, sealing at rest and masking in the output all find secrets here.
+pub fn for_each_secret(runner: &RunnerType, action: &Action, parameters: &mut Map<String, Value>, mut f: impl FnMut(&str, &mut Value)) {
+    let names = secret_names(runner, action);
+    for name in &names {
+        if let Some(value) = parameters.get_mut(name).filter(|v| !v.is_null()) {
+            f(name, value);
+        }
+    }
+    // A secret `env` as a whole was handled above.
+    if !names.iter().any(|n| n == "env")
+        && let Some(Value::Object(env)) = parameters.get_mut("env")
+    {
+        for (name, value) in env.iter_mut().filter(|(k, v)| crate::mask::secret_env_name(k) && !v.is_null()) {
+            f(&format!("env.{name}"), value);
+        }
+    }
+}
+
 /// Deep merge of runner and action parameter definitions; the action wins per attribute.
 /// Runner parameters come first, then the action's own, each in declaration order.
 pub fn merged_schema(runner: &Map<String, Value>, action: &Map<String, Value>) -> Map<String, Value> {

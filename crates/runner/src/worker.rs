@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use squall_bus::{Bus, ChangeKind, WorkQueue};
+use squall_core::sealed::SealingKey;
 use squall_core::shell::{Exit, shell_result, status_for};
 use squall_core::{Execution, OutputStats, Status, StreamKind, params};
 use squall_store::{Store, StoreError, TokenRecord};
@@ -47,6 +48,8 @@ pub struct RunnerSettings {
     pub max_output_bytes: u64,
     /// The remote runners' settings.
     pub ssh: SshSettings,
+    /// Opens the execution's sealed secret values to run it.
+    pub sealing: SealingKey,
 }
 
 /// How an execution ended, as the runner saw it.
@@ -218,7 +221,11 @@ impl Worker {
     /// Runs the action and returns its final status and result. Actions that run a process get
     /// a service token (`ST2_ACTION_AUTH_TOKEN`), revoked when they end.
     async fn execute(&self, e: &Execution, stopper: &Stopper) -> Result<Outcome, StoreError> {
-        let resolved = match params::resolve(&e.runner, &e.action, &e.parameters) {
+        let parameters = match self.settings.sealing.open(&e.id, &e.runner, &e.action, &e.parameters) {
+            Ok(p) => p,
+            Err(err) => return Ok(Outcome::failed(json!({"error": err.to_string()}))),
+        };
+        let resolved = match params::resolve(&e.runner, &e.action, &parameters) {
             Ok(r) => r,
             Err(err) => return Ok(Outcome::failed(json!({"error": err.0}))),
         };
@@ -233,7 +240,7 @@ impl Worker {
         }
         let mut env = self.base_env(e);
         env.insert("ST2_ACTION_AUTH_TOKEN".into(), token.clone());
-        let mut masked = secret_values(&resolved, &secrets);
+        let mut masked = secret_values(e, &resolved);
         masked.push(token);
         let run = Run { resolved: &resolved, env, secrets: &secrets, masked: &masked };
         let outcome = self.run_action(e, run, stopper).await;
@@ -362,13 +369,14 @@ impl Worker {
     }
 }
 
-/// Values to mask in the output: secret parameters, and `env` entries whose names look secret.
-fn secret_values(resolved: &params::Resolved, secret_names: &[String]) -> Vec<String> {
-    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
-    let all = resolved.runner.iter().chain(resolved.action.iter());
-    let mut values: Vec<String> = all.filter(|(k, v)| secret_names.contains(k) && !v.is_null()).map(|(_, v)| text(v)).collect();
-    if let Some(Value::Object(env)) = resolved.runner.get("env") {
-        values.extend(env.iter().filter(|(k, _)| squall_core::mask::secret_env_name(k)).map(|(_, v)| text(v)));
+/// Values to mask in the output: every secret value of the resolved parameters (defaults
+/// included), as [`params::for_each_secret`] finds them.
+fn secret_values(e: &Execution, resolved: &params::Resolved) -> Vec<String> {
+    let mut values = Vec::new();
+    for parameters in [&resolved.runner, &resolved.action] {
+        params::for_each_secret(&e.runner, &e.action, &mut parameters.clone(), |_, v| {
+            values.push(v.as_str().map_or_else(|| v.to_string(), str::to_string));
+        });
     }
     values
 }

@@ -42,6 +42,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<squall_core::sealed::SealError> for ApiError {
+    fn from(err: squall_core::sealed::SealError) -> ApiError {
+        tracing::error!(error = %err, "cannot open a sealed secret");
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, faultstring: format!("Internal Server Error: {err}") }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({"faultstring": self.faultstring}))).into_response()

@@ -21,6 +21,7 @@ use axum::extract::Request;
 use axum::routing::{get, post};
 use squall_bus::{Bus, WorkQueue};
 use squall_core::Catalog;
+use squall_core::sealed::SealingKey;
 use squall_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub settings: ServerSettings,
     pub auth: auth::AuthSettings,
     pub rbac: rbac::Rbac,
+    /// Seals secret parameter values before they are stored or published.
+    pub sealing: SealingKey,
 }
 
 /// The canonical routes (after [`paths::normalize`]).

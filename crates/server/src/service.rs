@@ -72,7 +72,8 @@ pub async fn run(state: &AppState, req: RunRequest, caller: &Principal) -> ApiRe
     if user != caller.user && !caller.is_admin {
         return Err(ApiError::forbidden(format!("User \"{}\" is not an admin and cannot run actions as \"{user}\"", caller.user)));
     }
-    let execution = Execution::new(action.clone(), runner.clone(), resolved.supplied, req.context, &user, req.delay);
+    let mut execution = Execution::new(action.clone(), runner.clone(), resolved.supplied, req.context, &user, req.delay);
+    state.sealing.seal(&execution.id, &execution.runner, &execution.action, &mut execution.parameters);
     state.store.insert_execution(&execution).await?;
     state.bus.publish_execution(ChangeKind::Create, execution.clone()).await;
     state.queue.push(execution.id.clone()).await;
@@ -123,7 +124,7 @@ pub async fn rerun(state: &AppState, original: &Execution, body: &Value, caller:
     if tasks {
         return Err(ApiError::bad_request("Task option is only supported for Orquesta workflows."));
     }
-    let mut parameters = original.parameters.clone();
+    let mut parameters = state.sealing.open(&original.id, &original.runner, &original.action, &original.parameters)?;
     for (k, v) in object_field(body, "parameters")? {
         parameters.insert(k, v);
     }

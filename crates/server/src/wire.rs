@@ -23,9 +23,11 @@ pub fn runner_json(runner: &RunnerType) -> Value {
     serde_json::to_value(runner).expect("runner types serialise")
 }
 
-/// The full execution document; secret parameters masked unless `show_secrets`.
-pub fn execution_json(e: &Execution, show_secrets: bool, settings: &WireSettings) -> Value {
-    let parameters = if show_secrets { e.parameters.clone() } else { mask_parameters(e) };
+/// The full execution document. Secret values are masked, unless the caller passes
+/// `opened_parameters` (the parameters with their sealed secrets opened, for an admin's
+/// `show_secrets`).
+pub fn execution_json(e: &Execution, opened_parameters: Option<Map<String, Value>>, settings: &WireSettings) -> Value {
+    let parameters = opened_parameters.unwrap_or_else(|| mask_parameters(e));
     let result_size = e.result.as_ref().map_or(0, |r| serde_json::to_string(r).map_or(0, |s| s.len()));
     let log: Vec<Value> = e
         .log
@@ -71,15 +73,10 @@ pub fn execution_json(e: &Execution, show_secrets: bool, settings: &WireSettings
     doc
 }
 
+/// The parameters with every secret value (see [`params::for_each_secret`]) shown as [`MASK`].
 fn mask_parameters(e: &Execution) -> Map<String, Value> {
     let mut parameters = e.parameters.clone();
-    for name in params::secret_names(&e.runner, &e.action) {
-        if let Some(v) = parameters.get_mut(&name)
-            && !v.is_null()
-        {
-            *v = Value::String(MASK.into());
-        }
-    }
+    params::for_each_secret(&e.runner, &e.action, &mut parameters, |_, v| *v = Value::String(MASK.into()));
     parameters
 }
 

@@ -4,6 +4,7 @@
 
 mod auth;
 mod payloads;
+mod private;
 mod query;
 pub mod retention;
 mod sqlite;

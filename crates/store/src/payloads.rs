@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -29,7 +30,7 @@ pub struct Payloads {
 
 impl Payloads {
     pub fn open(dir: PathBuf) -> Result<Payloads> {
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::DataDir { path: dir.display().to_string(), source })?;
+        crate::private::directory(&dir)?;
         Ok(Payloads { dir })
     }
 
@@ -53,7 +54,7 @@ impl Payloads {
         }
         let mut spans = Vec::new();
         for (path, data) in batches {
-            let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
+            let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(|e| io_error(&path, e))?;
             let mut pos = file.metadata().map_err(|e| io_error(&path, e))?.len();
             write_all_vectored(&mut file, &data).map_err(|e| io_error(&path, e))?;
             for d in &data {

@@ -16,6 +16,7 @@ use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status, StreamKind, Timestamp};
 
 use crate::payloads::{self, Payloads, Span};
+use crate::private;
 use crate::{
     ApiKeyRecord, ExecutionQuery, PAGE_BYTES, ParentFilter, PurgeScope, Result, SortOrder, Store, StoreError, TokenRecord, UserRecord,
 };
@@ -90,10 +91,13 @@ impl Appender {
 }
 
 impl SqliteStore {
-    /// Opens (creating and migrating if needed) `<data_dir>/squall.db`.
+    /// Opens (creating and migrating if needed) `<data_dir>/squall.db`. The data directory is
+    /// private to the server's user (0700) and its database files 0600; looser modes left by an
+    /// older version are tightened.
     pub async fn open(data_dir: &Path) -> Result<SqliteStore> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
+        private::directory(data_dir)?;
         let path = data_dir.join("squall.db");
+        private::database_files(&path)?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

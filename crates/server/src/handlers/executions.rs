@@ -74,7 +74,8 @@ pub async fn find_for(state: &AppState, id: &str, caller: &Principal, permission
 
 fn render(state: &AppState, e: &Execution, params: &Params, attributes: &Attributes, caller: &Principal) -> ApiResult<Value> {
     let show_secrets = params.boolean("show_secrets")?.unwrap_or(false) && caller.is_admin;
-    let mut doc = execution_json(e, show_secrets, &state.settings.wire);
+    let opened = show_secrets.then(|| state.sealing.open(&e.id, &e.runner, &e.action, &e.parameters)).transpose()?;
+    let mut doc = execution_json(e, opened, &state.settings.wire);
     attributes.apply(&mut doc, &["id"]);
     Ok(doc)
 }

@@ -60,7 +60,7 @@ fn event_name(c: &ExecutionChange) -> &'static str {
 fn execution_frame(c: &ExecutionChange, state: &AppState) -> Bytes {
     c.encoded
         .get_or_init(|| {
-            let json = wire::execution_json(&c.execution, false, &state.settings.wire);
+            let json = wire::execution_json(&c.execution, None, &state.settings.wire);
             Bytes::from(format!("event: {}\ndata: {json}\n\n", event_name(c)))
         })
         .clone()
