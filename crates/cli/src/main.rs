@@ -47,13 +47,20 @@ enum Command {
     /// List and describe actions.
     #[command(subcommand)]
     Action(ActionCommand),
-    /// Log in: caches a token (mode 0600) in ~/.config/squall/token.json. The password is read
-    /// from stdin, or prompted for without echo on a terminal.
+    /// Log in to the server: caches its token (mode 0600) in ~/.config/squall/token.json, one
+    /// per server; a token is only sent to the server that issued it. The password is read from
+    /// stdin, or prompted for without echo on a terminal.
     Login {
         user: String,
         /// Token lifetime in seconds (at most the server's [auth] token_ttl)
         #[arg(long)]
         ttl: Option<u64>,
+    },
+    /// Forget the token cached for the server.
+    Logout {
+        /// Forget the tokens of every server
+        #[arg(long)]
+        all: bool,
     },
     /// Who the server thinks you are.
     Whoami {
@@ -321,6 +328,7 @@ async fn run_client(url: Option<String>, command: Command) -> client::CliResult<
         Command::Action(ActionCommand::List { pack, json }) => action::list(&api, pack, json).await,
         Command::Action(ActionCommand::Get { reference, json }) => action::get(&api, &reference, json).await,
         Command::Login { user, ttl } => auth::login(&api, &user, ttl).await,
+        Command::Logout { all } => auth::logout(&api, all),
         Command::Whoami { json } => auth::whoami(&api, json).await,
         Command::Apikey(ApikeyCommand::Create { user, json }) => auth::apikey_create(&api, user, json).await,
         Command::Apikey(ApikeyCommand::List { json }) => auth::apikey_list(&api, json).await,

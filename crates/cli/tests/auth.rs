@@ -481,3 +481,89 @@ async fn the_cli_logs_in_and_uses_keys() {
     let me: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(me["authentication"]["method"], "API key");
 }
+
+/// A listener that answers every request with a 401 and hands back the request heads it saw.
+fn recording_server() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            while reader.read_line(&mut head).is_ok_and(|n| n > 2) {}
+            let body = r#"{"faultstring": "Token or API key required"}"#;
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tx.send(head);
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn cached_logins_belong_to_their_server() {
+    let (a, b) = (secure_server(&[]), secure_server(&[]));
+    let home = tempfile::tempdir().unwrap();
+    let squall = |url: &str, args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_squall"))
+            .arg("--url")
+            .arg(url)
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("SQUALL_URL")
+            .env_remove("SQUALL_AUTH_TOKEN")
+            .env_remove("SQUALL_API_KEY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            writeln!(child.stdin.take().unwrap(), "{input}").unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    assert_eq!(squall(&a.base, &["login", "st2admin"], Some(ADMIN_PASSWORD)).0, Some(0));
+    let (url, seen) = recording_server();
+    let (code, text) = squall(&url, &["whoami"], None);
+    assert_eq!(code, Some(6), "{text}");
+    assert!(text.contains(&format!("log in to {url}")), "{text}");
+    let head = seen.recv_timeout(Duration::from_secs(5)).unwrap().to_ascii_lowercase();
+    assert!(!head.contains("x-auth-token") && !head.contains("st2-api-key"), "server A's token went to another server:\n{head}");
+
+    // Logging in to B keeps A's login; each server gets its own token.
+    assert_eq!(squall(&b.base, &["login", "st2admin"], Some(ADMIN_PASSWORD)).0, Some(0));
+    let cache: Value = serde_json::from_slice(&std::fs::read(home.path().join(".config/squall/token.json")).unwrap()).unwrap();
+    assert_eq!(cache["servers"].as_object().unwrap().len(), 2, "{cache}");
+    for s in [&a, &b] {
+        let (code, text) = squall(&s.base, &["whoami"], None);
+        assert!(code == Some(0) && text.starts_with("st2admin"), "{text}");
+    }
+    // The same server spelled with `/v1` or a trailing slash is the same login.
+    assert_eq!(squall(&format!("{}/v1/", a.base), &["whoami"], None).0, Some(0));
+
+    assert!(squall(&b.base, &["logout"], None).1.contains("Logged out of"));
+    assert_eq!(squall(&b.base, &["whoami"], None).0, Some(6));
+    assert_eq!(squall(&a.base, &["whoami"], None).0, Some(0), "logging out of B keeps A");
+
+    // An expired login says so, and how to renew it.
+    let path = home.path().join(".config/squall/token.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut cache: Value = serde_json::from_str(&text).unwrap();
+    for entry in cache["servers"].as_object_mut().unwrap().values_mut() {
+        entry["expiry"] = json!("2020-01-01T00:00:00.000000Z");
+    }
+    std::fs::write(&path, cache.to_string()).unwrap();
+    let (code, text) = squall(&a.base, &["whoami"], None);
+    assert_eq!(code, Some(6));
+    assert!(text.contains("expired") && text.contains("squall login st2admin"), "{text}");
+    assert!(squall(&a.base, &["logout", "--all"], None).1.contains("every server"));
+    assert!(!path.exists());
+}

@@ -9,17 +9,70 @@ use serde_json::{Value, json};
 use super::action::str_of;
 use super::{Api, CliError, CliResult, render};
 
-/// Where `squall login` keeps its token: `<config dir>/squall/token.json`, mode 0600.
+/// Where `squall login` keeps its tokens: `<config dir>/squall/token.json`, mode 0600, one per
+/// server: `{"servers": {"http://host:9101": {"user": …, "token": …, "expiry": …}}}`. A token is
+/// only ever sent to the server that issued it. (Files from before tokens were kept per server
+/// hold one token of unknown origin; it is never sent anywhere.)
 pub fn token_cache_path() -> Option<PathBuf> {
     super::user_config_dir().map(|d| d.join("token.json"))
 }
 
-/// A cached token that is still valid for at least 15 seconds.
-pub fn cached_token() -> Option<String> {
-    let text = std::fs::read_to_string(token_cache_path()?).ok()?;
-    let cache: Value = serde_json::from_str(&text).ok()?;
-    let expiry = cache["expiry"].as_str().and_then(squall_core::Timestamp::parse_query)?;
-    (expiry.micros() - squall_core::Timestamp::now().micros() > 15_000_000).then(|| cache["token"].as_str().map(String::from))?
+/// What identifies a server in the token cache: scheme, host and port (the default one when the
+/// URL has none), and the path without a trailing `/v1` (servers behind one proxy differ by path).
+pub fn server_key(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let port = u.port_or_known_default().map(|p| format!(":{p}")).unwrap_or_default();
+            let path = u.path().trim_end_matches('/');
+            let path = path.strip_suffix("/v1").unwrap_or(path);
+            format!("{}://{}{port}{path}", u.scheme(), u.host_str().unwrap_or_default().to_ascii_lowercase())
+        }
+        Err(_) => url.trim_end_matches('/').to_string(),
+    }
+}
+
+/// The login cached for one server.
+pub enum CachedLogin {
+    /// A token valid for at least 15 more seconds.
+    Valid(String),
+    /// The login expired (or is about to): who it was and when.
+    Expired { user: String, expiry: String },
+}
+
+/// The cached login for `server` (a [`server_key`]), if any.
+pub fn cached_login(server: &str) -> Option<CachedLogin> {
+    let entry = read_cache().get("servers")?.get(server)?.clone();
+    let expiry_text = entry["expiry"].as_str()?.to_string();
+    let expiry = squall_core::Timestamp::parse_query(&expiry_text)?;
+    if expiry.micros() - squall_core::Timestamp::now().micros() > 15_000_000 {
+        return entry["token"].as_str().map(|t| CachedLogin::Valid(t.to_string()));
+    }
+    Some(CachedLogin::Expired { user: entry["user"].as_str().unwrap_or("USER").to_string(), expiry: expiry_text })
+}
+
+fn read_cache() -> Value {
+    let text = token_cache_path().and_then(|p| std::fs::read_to_string(p).ok());
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null)
+}
+
+/// Writes the cache with `server`'s entry replaced (`Some`) or removed (`None`); other servers'
+/// entries are kept.
+fn update_cache(server: &str, entry: Option<Value>) -> CliResult<()> {
+    let mut cache = read_cache();
+    if !cache.get("servers").is_some_and(Value::is_object) {
+        cache = json!({"servers": {}});
+    }
+    let servers = cache["servers"].as_object_mut().expect("made an object above");
+    match entry {
+        Some(e) => {
+            servers.insert(server.to_string(), e);
+        }
+        None => {
+            servers.remove(server);
+        }
+    }
+    let path = token_cache_path().ok_or_else(|| CliError::new("cannot find a config directory (set HOME or XDG_CONFIG_HOME)"))?;
+    write_private(&path, &cache.to_string())
 }
 
 /// Reads a password: from stdin when it is not a terminal, else prompted without echo.
@@ -66,9 +119,26 @@ pub async fn login(api: &Api, user: &str, ttl: Option<u64>) -> CliResult<u8> {
     if !status.is_success() {
         return Err(CliError::new(format!("login failed: {}", token["faultstring"].as_str().unwrap_or("error"))));
     }
-    let path = token_cache_path().ok_or_else(|| CliError::new("cannot find a config directory (set HOME or XDG_CONFIG_HOME)"))?;
-    write_private(&path, &json!({"user": token["user"], "token": token["token"], "expiry": token["expiry"]}).to_string())?;
-    println!("Logged in as {user} until {}", str_of(&token, "expiry"));
+    update_cache(api.server(), Some(json!({"user": token["user"], "token": token["token"], "expiry": token["expiry"]})))?;
+    println!("Logged in to {} as {user} until {}", api.server(), str_of(&token, "expiry"));
+    Ok(0)
+}
+
+/// Forgets the token cached for this server (every server's with `all`).
+pub fn logout(api: &Api, all: bool) -> CliResult<u8> {
+    if all {
+        if let Some(path) = token_cache_path().filter(|p| p.exists()) {
+            std::fs::remove_file(&path).map_err(|e| CliError::new(format!("cannot remove {}: {e}", path.display())))?;
+        }
+        println!("Logged out of every server");
+        return Ok(0);
+    }
+    if cached_login(api.server()).is_none() {
+        println!("Not logged in to {}", api.server());
+        return Ok(0);
+    }
+    update_cache(api.server(), None)?;
+    println!("Logged out of {}", api.server());
     Ok(0)
 }
 
@@ -176,4 +246,20 @@ pub async fn user_admin(data_dir: &Path, action: &str, name: &str) -> CliResult<
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_key;
+
+    #[test]
+    fn one_server_one_key() {
+        for same in ["http://Host:9101", "http://host:9101/", "http://host:9101/v1", "http://host:9101/v1/"] {
+            assert_eq!(server_key(same), "http://host:9101");
+        }
+        assert_eq!(server_key("https://host"), "https://host:443");
+        assert_eq!(server_key("https://host/squall-a/v1"), "https://host:443/squall-a");
+        assert_ne!(server_key("http://host:9101"), server_key("http://host:9102"));
+        assert_ne!(server_key("http://host"), server_key("https://host"));
+    }
 }

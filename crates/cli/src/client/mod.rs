@@ -84,6 +84,10 @@ pub struct Api {
     http: reqwest::Client,
     /// Base URL including the version, e.g. `http://127.0.0.1:9101/v1`.
     base: String,
+    /// The server's key in the token cache (`auth::server_key`).
+    server: String,
+    /// Set when the cached login for this server has expired: the hint a 401 gives.
+    expired_login: Option<String>,
 }
 
 impl Api {
@@ -96,10 +100,19 @@ impl Api {
         // Credentials: SQUALL_AUTH_TOKEN, else SQUALL_API_KEY, else the token `squall login` cached.
         let mut headers = reqwest::header::HeaderMap::new();
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let server = auth::server_key(url);
+        let mut expired_login = None;
         let credential = match (env("SQUALL_AUTH_TOKEN"), env("SQUALL_API_KEY")) {
             (Some(token), _) => Some(("x-auth-token", token)),
             (None, Some(key)) => Some(("st2-api-key", key)),
-            (None, None) => auth::cached_token().map(|t| ("x-auth-token", t)),
+            (None, None) => match auth::cached_login(&server) {
+                Some(auth::CachedLogin::Valid(token)) => Some(("x-auth-token", token)),
+                Some(auth::CachedLogin::Expired { user, expiry }) => {
+                    expired_login = Some(format!("your login to {server} as {user} expired at {expiry}; run `squall login {user}`"));
+                    None
+                }
+                None => None,
+            },
         };
         if let Some((name, value)) = credential {
             let value = reqwest::header::HeaderValue::from_str(&value)
@@ -111,7 +124,12 @@ impl Api {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| CliError::new(format!("cannot create an HTTP client: {e}")))?;
-        Ok(Api { http, base })
+        Ok(Api { http, base, server, expired_login })
+    }
+
+    /// The server's key in the token cache, e.g. `http://127.0.0.1:9101`.
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -165,7 +183,10 @@ impl Api {
         }
         let fault = body.get("faultstring").and_then(Value::as_str).unwrap_or_else(|| status.canonical_reason().unwrap_or("error"));
         if status.as_u16() == 401 {
-            return Err(CliError::new(format!("{fault} (log in with `squall login USER`, or set SQUALL_AUTH_TOKEN or SQUALL_API_KEY)")));
+            return Err(CliError::new(match &self.expired_login {
+                Some(hint) => format!("{fault} ({hint})"),
+                None => format!("{fault} (log in to {} with `squall login USER`, or set SQUALL_AUTH_TOKEN or SQUALL_API_KEY)", self.server),
+            }));
         }
         Err(CliError::new(fault.to_string()))
     }
