@@ -100,7 +100,8 @@ async fn a_crash_leaves_abandoned_executions_with_their_output() {
     assert!(last["message"].as_str().unwrap().contains("did not survive"));
     let out = String::from_utf8(get_bytes(&s, &format!("/v1/executions/{id}/output")).await).unwrap();
     let want: String = (1..=5).map(|i| format!("before-crash-{i}\n")).collect();
-    assert!(out.ends_with(&want), "{out}");
+    let note = "squall stopped while this execution was running; its process did not survive the restart\n";
+    assert!(out.ends_with(&(want + note)), "everything committed, then the note saying why it ended: {out}");
 
     // The delayed one is still waiting, not lost.
     let (_, waiting) = get(&s, &format!("/v1/executions/{queued_behind}")).await;

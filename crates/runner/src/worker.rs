@@ -102,20 +102,27 @@ impl Worker {
     /// Start-up recovery for a single-node deployment: executions a dead process left
     /// `running` or `canceling` become `abandoned`; waiting ones are queued again.
     pub async fn recover(&self) -> Result<(), StoreError> {
-        for mut e in self.store.executions_with_status(&[Status::Running, Status::Canceling]).await? {
-            let before = e.status;
+        for e in self.store.executions_with_status(&[Status::Running, Status::Canceling]).await? {
             let message = "squall stopped while this execution was running; its process did not survive the restart";
-            e.result = Some(json!({"error": message}));
-            e.transition(Status::Abandoned, Some(message.to_string()));
-            if self.store.update_execution(&e, before).await? {
-                tracing::warn!(execution = %e.id, "marked abandoned after restart");
-                self.bus.publish_execution(ChangeKind::Update, e).await;
-            }
+            self.abandon(e, message).await?;
         }
         for e in self.store.executions_with_status(&[Status::Requested, Status::Scheduled, Status::Delayed]).await? {
             self.queue.push(e.id).await;
         }
         Ok(())
+    }
+
+    /// Marks `e` abandoned with `message` (in its result, its status log and, as the last
+    /// record, its output), unless someone else changed it first; publishes what changed.
+    pub async fn abandon(&self, mut e: Execution, message: &str) -> Result<bool, StoreError> {
+        let before = e.status;
+        e.result = Some(json!({"error": message}));
+        e.transition(Status::Abandoned, Some(message.to_string()));
+        let Some(note) = self.store.abandon(&e, before, &format!("{message}\n")).await? else { return Ok(false) };
+        tracing::warn!(execution = %e.id, "{message}");
+        self.bus.publish_output(&squall_bus::RecordSource::of(&e), vec![note]).await;
+        self.bus.publish_execution(ChangeKind::Update, e).await;
+        Ok(true)
     }
 
     /// Runs the dispatch loop and the cancel listener until `stop` fires.

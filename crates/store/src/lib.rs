@@ -1,12 +1,15 @@
 //! Durable state: executions and their output logs. [`Store`] is the boundary every backend
-//! implements; [`SqliteStore`] is the embedded backend. One conformance suite
-//! (`tests/conformance.rs`) runs against every backend.
+//! implements; [`SqliteStore`] is the embedded backend and [`PgStore`] the distributed one. One
+//! conformance suite (`tests/conformance.rs`) runs against every backend.
 
 mod auth;
+mod nodes;
 mod payloads;
+mod postgres;
 mod private;
 mod query;
 pub mod retention;
+mod sql;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -14,6 +17,8 @@ use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status};
 
 pub use auth::{ApiKeyRecord, TokenRecord, UserRecord};
+pub use nodes::NodeRecord;
+pub use postgres::{PgSettings, PgStore};
 pub use query::{ExecutionQuery, ParentFilter, PurgeScope, SortOrder};
 pub use sqlite::SqliteStore;
 
@@ -35,8 +40,32 @@ pub enum StoreError {
     DataDir { path: String, source: std::io::Error },
     #[error("database error: {0}")]
     Index(#[from] rusqlite::Error),
+    /// A setting the backend cannot use; the message names it.
+    #[error("{0}")]
+    Config(String),
     #[error("output payload file {path}: {source}")]
     Payload { path: String, source: std::io::Error },
+    /// An append to an execution that has ended (or does not exist): the writer was fenced
+    /// off, e.g. a runner that came back after it was declared dead.
+    #[error("execution {id} has ended; no more output can be appended to it")]
+    Ended { id: String },
+}
+
+impl StoreError {
+    /// Whether the failure is the storage being unreachable for now (a restart, a dropped
+    /// connection), so that the same call may succeed later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(e) => match e {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+                // Connection exceptions (08…), the server shutting down or starting (57P…),
+                // too many connections (53300).
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -63,8 +92,15 @@ pub trait Store: Send + Sync + 'static {
     /// Every execution currently in one of `statuses` (start-up recovery).
     async fn executions_with_status(&self, statuses: &[Status]) -> Result<Vec<Execution>>;
 
-    /// Appends records in one transaction (group commit).
+    /// Appends records (all of one execution, in `seq` order) in one transaction (group
+    /// commit). Fails with [`StoreError::Ended`] when the execution has ended or does not
+    /// exist, so a writer that lost its execution (a runner declared dead) cannot add to it.
     async fn append_output(&self, records: &[OutputRecord]) -> Result<()>;
+
+    /// Stores `execution` (already moved to `abandoned` by the caller) if its stored status is
+    /// still `expected`, and in the same transaction appends `note` as an `output` record after
+    /// its last record. Returns that record when it happened.
+    async fn abandon(&self, execution: &Execution, expected: Status, note: &str) -> Result<Option<OutputRecord>>;
 
     /// Up to `limit` records of one execution with `seq > after`, in `seq` order, ending early
     /// with the record that brings the page to [`PAGE_BYTES`] of data (a page always has at
@@ -107,4 +143,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Returns freed pages to the file system, a bounded number at a time, and empties the WAL.
     async fn reclaim_space(&self) -> Result<()>;
+
+    /// Registers a node (a `squall server` process) with a fresh lease.
+    async fn register_node(&self, node: &NodeRecord) -> Result<()>;
+
+    /// Renews a node's lease; false when the node is no longer registered (it was declared
+    /// dead and must stop everything it runs).
+    async fn renew_node(&self, node_id: &str) -> Result<bool>;
+
+    /// Nodes whose lease was not renewed for `ttl`, judged by the store's own clock (never a
+    /// node's). A backend whose server restarted within `ttl` reports none: nodes could not
+    /// renew while it was down.
+    async fn expired_nodes(&self, ttl: std::time::Duration) -> Result<Vec<NodeRecord>>;
+
+    /// Removes a node; false when there was none.
+    async fn remove_node(&self, node_id: &str) -> Result<bool>;
+
+    /// Every registered node.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>>;
 }

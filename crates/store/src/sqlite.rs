@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use rusqlite::OptionalExtension;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
@@ -16,9 +17,10 @@ use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status, StreamKind, Timestamp};
 
 use crate::payloads::{self, Payloads, Span};
-use crate::private;
+use crate::sql::{TERMINAL, push_filters, push_list};
 use crate::{
-    ApiKeyRecord, ExecutionQuery, PAGE_BYTES, ParentFilter, PurgeScope, Result, SortOrder, Store, StoreError, TokenRecord, UserRecord,
+    ApiKeyRecord, ExecutionQuery, NodeRecord, PAGE_BYTES, PurgeScope, Result, SortOrder, Store, StoreError, TokenRecord, UserRecord,
+    private, sql,
 };
 
 /// SQLite storage. WAL with `synchronous = NORMAL`: a committed transaction survives a crash of
@@ -62,11 +64,21 @@ impl Appender {
         Ok(Appender { payloads, index: Arc::new(Mutex::new(conn)) })
     }
 
-    /// Blocking: writes the bytes, then commits the rows that point at them.
+    /// Blocking: writes the bytes, then commits the rows that point at them — if the
+    /// execution has not ended (checked under the write lock, so an `abandon` cannot slip in
+    /// between; the bytes of a refused batch stay unindexed, never read).
     fn append(&self, records: &[OutputRecord]) -> Result<()> {
+        let id = &records[0].execution_id;
         let spans = self.payloads.append(records)?;
         let mut conn = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let live: Option<bool> = tx
+            .prepare_cached(&format!("SELECT status NOT IN {TERMINAL} FROM executions WHERE id = ?1"))?
+            .query_row([id], |row| row.get(0))
+            .optional()?;
+        if live != Some(true) {
+            return Err(StoreError::Ended { id: id.clone() });
+        }
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, data, file_pos, len)
@@ -377,30 +389,7 @@ impl Store for SqliteStore {
     }
 
     async fn purgeable(&self, scope: &PurgeScope, limit: u32) -> Result<Vec<String>> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT id FROM executions WHERE (0");
-        if let Some(t) = scope.ended_before {
-            q.push(format!(" OR (status IN {TERMINAL} AND end_ts < ")).push_bind(t.micros()).push(")");
-        }
-        if let Some(t) = scope.unfinished_started_before {
-            q.push(format!(" OR (status NOT IN {TERMINAL} AND start_ts < ")).push_bind(t.micros()).push(")");
-        }
-        q.push(")");
-        if scope.with_output {
-            q.push(" AND EXISTS (SELECT 1 FROM output WHERE output.execution_id = executions.id)");
-        }
-        let pack_of = "substr(action_ref, 1, instr(action_ref, '.') - 1)";
-        if !scope.only.is_empty() {
-            q.push(" AND (0");
-            for name in &scope.only {
-                q.push(" OR action_ref = ").push_bind(name.clone()).push(format!(" OR {pack_of} = ")).push_bind(name.clone());
-            }
-            q.push(")");
-        }
-        for name in &scope.except {
-            q.push(" AND action_ref <> ").push_bind(name.clone()).push(format!(" AND {pack_of} <> ")).push_bind(name.clone());
-        }
-        q.push(" ORDER BY start_ts LIMIT ").push_bind(i64::from(limit));
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = sql::purgeable::<Sqlite>(scope, limit).build().fetch_all(&self.pool).await?;
         rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
     }
 
@@ -432,6 +421,104 @@ impl Store for SqliteStore {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn abandon(&self, e: &Execution, expected: Status, note: &str) -> Result<Option<OutputRecord>> {
+        let mut tx = self.pool.begin().await?;
+        // The update comes first: it takes the write lock, so no append can slip in between.
+        let moved = sqlx::query("UPDATE executions SET status = ?, end_ts = ?, doc = ? WHERE id = ? AND status = ?")
+            .bind(e.status.as_str())
+            .bind(e.end_timestamp.map(Timestamp::micros))
+            .bind(encode(e))
+            .bind(&e.id)
+            .bind(expected.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !moved {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(seq), 0) + 1, COALESCE(SUM(CASE WHEN stream = 3 THEN COALESCE(len, length(data)) END), 0)
+             FROM output WHERE execution_id = ?",
+        )
+        .bind(&e.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let record = OutputRecord {
+            execution_id: e.id.clone(),
+            seq: row.try_get::<i64, _>(0)? as u64,
+            stream: StreamKind::Output,
+            offset: row.try_get::<i64, _>(1)? as u64,
+            timestamp: Timestamp::now(),
+            host: None,
+            data: Bytes::copy_from_slice(note.as_bytes()),
+        };
+        // A note is small: its bytes stay in the row (`file_pos` NULL), which reads support.
+        sqlx::query("INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, data, len) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)")
+            .bind(&record.execution_id)
+            .bind(record.seq as i64)
+            .bind(record.stream.code())
+            .bind(record.offset as i64)
+            .bind(record.timestamp.micros())
+            .bind(record.data.as_ref())
+            .bind(record.data.len() as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(record))
+    }
+
+    async fn register_node(&self, n: &NodeRecord) -> Result<()> {
+        let now = Timestamp::now().micros();
+        sqlx::query("INSERT INTO nodes (id, roles, hostname, pid, version, started_ts, heartbeat_ts) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&n.id)
+            .bind(&n.roles)
+            .bind(&n.hostname)
+            .bind(i64::from(n.pid))
+            .bind(&n.version)
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn renew_node(&self, node_id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE nodes SET heartbeat_ts = ? WHERE id = ?")
+            .bind(Timestamp::now().micros())
+            .bind(node_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn expired_nodes(&self, ttl: Duration) -> Result<Vec<NodeRecord>> {
+        let before = Timestamp::now().micros() - ttl.as_micros() as i64;
+        let rows = sqlx::query("SELECT * FROM nodes WHERE heartbeat_ts < ? ORDER BY id").bind(before).fetch_all(&self.pool).await?;
+        rows.iter().map(decode_node).collect()
+    }
+
+    async fn remove_node(&self, node_id: &str) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM nodes WHERE id = ?").bind(node_id).execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        let rows = sqlx::query("SELECT * FROM nodes ORDER BY started_ts, id").fetch_all(&self.pool).await?;
+        rows.iter().map(decode_node).collect()
+    }
+}
+
+fn decode_node(r: &SqliteRow) -> Result<NodeRecord> {
+    Ok(NodeRecord {
+        id: r.try_get("id")?,
+        roles: r.try_get("roles")?,
+        hostname: r.try_get("hostname")?,
+        pid: r.try_get::<i64, _>("pid")? as u32,
+        version: r.try_get("version")?,
+        started: Timestamp(r.try_get("started_ts")?),
+        heartbeat: Timestamp(r.try_get("heartbeat_ts")?),
+    })
 }
 
 impl SqliteStore {
@@ -454,15 +541,6 @@ impl SqliteStore {
     }
 }
 
-fn push_list(q: &mut QueryBuilder<Sqlite>, items: &[String]) {
-    let mut list = q.separated(", ");
-    for item in items {
-        list.push_bind(item.clone());
-    }
-}
-
-const TERMINAL: &str = "('succeeded', 'failed', 'timeout', 'canceled', 'abandoned')";
-
 fn decode_user(r: &SqliteRow) -> Result<UserRecord> {
     Ok(UserRecord { name: r.try_get("name")?, password_hash: r.try_get("password_hash")?, created: Timestamp(r.try_get("created_ts")?) })
 }
@@ -477,35 +555,4 @@ fn decode_api_key(r: &SqliteRow) -> Result<ApiKeyRecord> {
         metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
         created: Timestamp(r.try_get("created_ts")?),
     })
-}
-
-fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &ExecutionQuery) {
-    if let Some(ids) = &f.ids {
-        q.push(" AND id IN (");
-        let mut list = q.separated(", ");
-        for id in ids {
-            list.push_bind(id.clone());
-        }
-        list.push_unseparated(")");
-    }
-    for (column, value) in [("status", &f.status), ("action_ref", &f.action), ("user_name", &f.user)] {
-        if let Some(v) = value {
-            q.push(format!(" AND {column} = ")).push_bind(v.clone());
-        }
-    }
-    match &f.parent {
-        ParentFilter::Any => {}
-        ParentFilter::None => {
-            q.push(" AND parent IS NULL");
-        }
-        ParentFilter::Is(p) => {
-            q.push(" AND parent = ").push_bind(p.clone());
-        }
-    }
-    if let Some(t) = f.start_after {
-        q.push(" AND start_ts > ").push_bind(t.micros());
-    }
-    if let Some(t) = f.start_before {
-        q.push(" AND start_ts < ").push_bind(t.micros());
-    }
 }

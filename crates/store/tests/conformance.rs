@@ -8,7 +8,12 @@ use bytes::Bytes;
 use serde_json::{Map, json};
 use squall_core::output::StreamFilter;
 use squall_core::{Catalog, Execution, OutputRecord, Status, StreamKind, Timestamp};
-use squall_store::{ApiKeyRecord, ExecutionQuery, PAGE_BYTES, ParentFilter, SortOrder, SqliteStore, Store, TokenRecord};
+use std::time::Duration;
+
+use squall_store::{
+    ApiKeyRecord, ExecutionQuery, NodeRecord, PAGE_BYTES, ParentFilter, PgSettings, PgStore, SortOrder, SqliteStore, Store, StoreError,
+    TokenRecord,
+};
 
 fn execution(cmd: &str, user: &str) -> Execution {
     let catalog = Catalog::builtin();
@@ -92,7 +97,113 @@ async fn suite(store: Arc<dyn Store>) {
     // A seq is written once.
     assert!(store.append_output(&[record(&a.id, 3, StreamKind::Stdout, b"dup")]).await.is_err());
 
+    // Pages stop at PAGE_BYTES of data, with the record that reaches it; a record larger than
+    // that still comes, alone; the record limit still applies.
+    let mib = vec![b'x'; 1 << 20];
+    let big: Vec<OutputRecord> = (5..15).map(|seq| record(&a.id, seq, StreamKind::Stdout, &mib)).collect();
+    store.append_output(&big).await.unwrap();
+    let page = store.read_output(&a.id, 4, StreamFilter::All, 100).await.unwrap();
+    let per_page = (PAGE_BYTES as usize).div_ceil(1 << 20);
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), (5..5 + per_page as u64).collect::<Vec<_>>());
+    assert!(page.iter().all(|r| r.data.len() == 1 << 20));
+    let page = store.read_output(&a.id, 5, StreamFilter::All, 2).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [6, 7]);
+    let huge = vec![b'y'; PAGE_BYTES as usize + 1];
+    store.append_output(&[record(&a.id, 15, StreamKind::Stdout, &huge), record(&a.id, 16, StreamKind::Stdout, b"after")]).await.unwrap();
+    let page = store.read_output(&a.id, 14, StreamFilter::All, 100).await.unwrap();
+    assert_eq!((page.len(), page[0].data.len()), (1, huge.len()));
+
+    lifecycle(&*store, &a, &b).await;
+    nodes(&*store).await;
     credentials(&*store).await;
+    retention(&*store).await;
+}
+
+/// Purges: scopes by end time, action and pack, output only, and in batches.
+async fn retention(store: &dyn Store) {
+    use squall_store::PurgeScope;
+    use squall_store::retention::{count, purge_executions, purge_output};
+    let finished = |cmd: &str, ended_at: i64| {
+        let mut e = execution(cmd, "gc");
+        e.transition(Status::Succeeded, None);
+        e.end_timestamp = Some(Timestamp(ended_at));
+        e
+    };
+    let (old, recent) = (finished("echo old", 10_000), finished("echo recent", 90_000));
+    let mut other_pack = finished("echo other", 10_000);
+    other_pack.action.ref_ = "backups.nightly".into();
+    let mut unfinished = execution("sleep 100", "gc");
+    unfinished.start_timestamp = Timestamp(5_000);
+    for e in [&old, &recent, &other_pack, &unfinished] {
+        let mut requested = e.clone();
+        requested.status = Status::Requested;
+        store.insert_execution(&requested).await.unwrap();
+        store.append_output(&(1..=5).map(|seq| record(&e.id, seq, StreamKind::Stdout, b"line\n")).collect::<Vec<_>>()).await.unwrap();
+        store.update_execution(e, Status::Requested).await.unwrap();
+    }
+    let before = |t| PurgeScope { ended_before: Some(Timestamp(t)), ..Default::default() };
+    assert_eq!(count(store, &PurgeScope { except: vec!["core".into()], ..before(50_000) }).await.unwrap(), 1, "only backups.nightly");
+    assert_eq!(count(store, &PurgeScope { only: vec!["core.local".into()], ..before(50_000) }).await.unwrap(), 1);
+    let scope = PurgeScope { only: vec!["backups".into()], ..before(50_000) };
+    assert_eq!(purge_output(store, &scope, &mut |_| {}).await.unwrap(), 1);
+    assert!(store.read_output(&other_pack.id, 0, StreamFilter::All, 10).await.unwrap().is_empty());
+    assert!(store.execution(&other_pack.id).await.unwrap().is_some(), "an output purge keeps the execution");
+    assert_eq!(count(store, &PurgeScope { with_output: true, ..scope }).await.unwrap(), 0);
+    // Output goes a bounded batch at a time.
+    assert_eq!(store.delete_output_batch(std::slice::from_ref(&old.id), 2).await.unwrap(), 2);
+    assert_eq!(store.read_output(&old.id, 0, StreamFilter::All, 10).await.unwrap().len(), 3);
+    let mut seen = 0;
+    assert_eq!(purge_executions(store, &before(50_000), &mut |n| seen = n).await.unwrap(), 2);
+    assert_eq!(seen, 2, "progress is reported");
+    assert!(store.execution(&old.id).await.unwrap().is_none());
+    assert!(store.execution(&recent.id).await.unwrap().is_some(), "ended after the cut-off");
+    assert!(store.execution(&unfinished.id).await.unwrap().is_some(), "never purged while unfinished");
+    let running = PurgeScope { unfinished_started_before: Some(Timestamp(6_000)), ..Default::default() };
+    assert_eq!(purge_executions(store, &running, &mut |_| {}).await.unwrap(), 1, "unless named explicitly");
+    assert!(store.read_output(&unfinished.id, 0, StreamFilter::All, 10).await.unwrap().is_empty());
+    store.reclaim_space().await.unwrap();
+}
+
+/// Fencing and abandonment: output only goes to executions that have not ended, and an
+/// abandonment stores the status and its note together.
+async fn lifecycle(store: &dyn Store, running: &Execution, requested: &Execution) {
+    let ended = |e: &Execution, status| {
+        let mut e = e.clone();
+        e.transition(status, None);
+        e
+    };
+    assert!(store.update_execution(&ended(requested, Status::Succeeded), Status::Requested).await.unwrap());
+    let late = store.append_output(&[record(&requested.id, 1, StreamKind::Stdout, b"late\n")]).await;
+    assert!(matches!(late, Err(StoreError::Ended { .. })), "no output after the end: {late:?}");
+    let nowhere = store.append_output(&[record("0123456789abcdef01234567", 1, StreamKind::Stdout, b"?")]).await;
+    assert!(matches!(nowhere, Err(StoreError::Ended { .. })), "no output for an unknown execution: {nowhere:?}");
+
+    let last = store.last_seq(&running.id).await.unwrap();
+    let mut lost = store.execution(&running.id).await.unwrap().unwrap();
+    lost.transition(Status::Abandoned, Some("runner lost".into()));
+    let note = store.abandon(&lost, Status::Running, "runner lost; abandoned\n").await.unwrap().expect("abandoned");
+    assert_eq!((note.seq, note.stream, note.offset), (last + 1, StreamKind::Output, 0));
+    assert!(store.abandon(&lost, Status::Running, "again").await.unwrap().is_none(), "compare-and-set");
+    assert_eq!(store.execution(&running.id).await.unwrap().unwrap().status, Status::Abandoned);
+    let tail = store.read_output(&running.id, last, StreamFilter::All, 10).await.unwrap();
+    assert_eq!(tail.len(), 1);
+    assert_eq!((tail[0].seq, tail[0].data.as_ref()), (note.seq, &b"runner lost; abandoned\n"[..]));
+    let zombie = store.append_output(&[record(&running.id, last + 2, StreamKind::Stdout, b"zombie\n")]).await;
+    assert!(matches!(zombie, Err(StoreError::Ended { .. })), "an abandoned execution takes no more output: {zombie:?}");
+}
+
+async fn nodes(store: &dyn Store) {
+    let node = NodeRecord::this_process("runner");
+    store.register_node(&node).await.unwrap();
+    assert!(store.renew_node(&node.id).await.unwrap());
+    assert!(store.expired_nodes(Duration::from_secs(3600)).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let expired = store.expired_nodes(Duration::from_millis(5)).await.unwrap();
+    assert_eq!(expired.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), [node.id.as_str()]);
+    assert_eq!((expired[0].roles.as_str(), expired[0].pid), ("runner", std::process::id()));
+    assert_eq!(store.nodes().await.unwrap().len(), 1);
+    assert!(store.remove_node(&node.id).await.unwrap());
+    assert!(!store.renew_node(&node.id).await.unwrap(), "a removed node learns it was declared dead");
 }
 
 async fn credentials(store: &dyn Store) {
@@ -154,6 +265,43 @@ async fn sqlite_backend_conforms() {
     suite(Arc::new(store)).await;
 }
 
+/// The PostgreSQL the tests use: `SQUALL_TEST_DATABASE_URL`, else the machine's own.
+fn pg_url() -> String {
+    std::env::var("SQUALL_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A store on a schema of its own, dropped afterwards.
+async fn pg_store() -> (PgStore, String) {
+    let schema = format!("t_{}", squall_core::id::new_id());
+    let settings = PgSettings { url: pg_url(), schema: Some(schema.clone()), max_connections: 4 };
+    match PgStore::connect(&settings).await {
+        Ok(store) => (store, schema),
+        Err(e) => panic!(
+            "cannot reach PostgreSQL at {} ({e}); start it (Debian: pg_ctlcluster 15 main start) or set SQUALL_TEST_DATABASE_URL",
+            pg_url()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn postgres_backend_conforms() {
+    let (store, schema) = pg_store().await;
+    suite(Arc::new(store.clone())).await;
+    store.drop_schema(&schema).await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_nodes_starting_together_migrate_once() {
+    let schema = format!("t_{}", squall_core::id::new_id());
+    let settings = PgSettings { url: pg_url(), schema: Some(schema.clone()), max_connections: 2 };
+    let stores = futures::future::join_all((0..4).map(|_| PgStore::connect(&settings))).await;
+    let stores: Vec<PgStore> = stores.into_iter().map(|s| s.expect("every node starts")).collect();
+    let e = execution("echo together", "erin");
+    stores[0].insert_execution(&e).await.unwrap();
+    assert_eq!(stores[3].execution(&e.id).await.unwrap().unwrap().id, e.id);
+    stores[0].drop_schema(&schema).await.unwrap();
+}
+
 #[tokio::test]
 async fn sqlite_data_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,24 +335,6 @@ async fn sqlite_payload_files_ignore_crash_leftovers_and_go_with_their_output() 
     store.append_output(&many).await.unwrap();
     let page = store.read_output(&e.id, 2000, StreamFilter::All, 3).await.unwrap();
     assert_eq!(page.iter().map(|r| r.data.clone()).collect::<Vec<_>>(), [&b"2001"[..], b"2002", b"2003"]);
-    // A page stops at PAGE_BYTES of data, with the record that reaches it; a record larger
-    // than that still comes, alone.
-    let mib = vec![b'x'; 1 << 20];
-    let big: Vec<OutputRecord> = (2600..2610).map(|seq| record(&e.id, seq, StreamKind::Stdout, &mib)).collect();
-    store.append_output(&big).await.unwrap();
-    let page = store.read_output(&e.id, 2599, StreamFilter::All, 100).await.unwrap();
-    let per_page = (PAGE_BYTES as usize).div_ceil(1 << 20);
-    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), (2600..2600 + per_page as u64).collect::<Vec<_>>());
-    assert!(page.iter().all(|r| r.data.len() == 1 << 20));
-    let huge = vec![b'y'; PAGE_BYTES as usize + 1];
-    store
-        .append_output(&[record(&e.id, 2610, StreamKind::Stdout, &huge), record(&e.id, 2611, StreamKind::Stdout, b"after")])
-        .await
-        .unwrap();
-    let page = store.read_output(&e.id, 2609, StreamFilter::All, 100).await.unwrap();
-    assert_eq!((page.len(), page[0].data.len()), (1, huge.len()));
-    let page = store.read_output(&e.id, 2600, StreamFilter::All, 3).await.unwrap();
-    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [2601, 2602, 2603], "the record limit still applies");
     // Purging the output removes the file with the last index row.
     while store.delete_output_batch(std::slice::from_ref(&e.id), 1000).await.unwrap() > 0 {}
     assert!(!file.exists(), "{} is removed with its output", file.display());

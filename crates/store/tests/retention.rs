@@ -19,8 +19,7 @@ async fn add(store: &dyn Store, action: &str, status: Status, started: Timestamp
     let r = catalog.runner(&a.runner_type).unwrap().clone();
     let mut e = Execution::new(a, r, json!({"cmd": "x", "message": "m"}).as_object().unwrap().clone(), Map::new(), "u", None);
     e.start_timestamp = started;
-    e.status = status;
-    e.end_timestamp = ended;
+    e.status = Status::Running;
     store.insert_execution(&e).await.unwrap();
     let data = Bytes::from(vec![b'x'; bytes]);
     let records: Vec<OutputRecord> = (1..=3)
@@ -35,6 +34,8 @@ async fn add(store: &dyn Store, action: &str, status: Status, started: Timestamp
         })
         .collect();
     store.append_output(&records).await.unwrap();
+    (e.status, e.end_timestamp) = (status, ended);
+    store.update_execution(&e, Status::Running).await.unwrap();
     e.id
 }
 

@@ -156,7 +156,9 @@ impl Printer {
     fn write(&mut self, record: &Value, data: &[u8]) -> CliResult<()> {
         let kind = record["output_type"].as_str().unwrap_or("stdout");
         let timestamp = record["timestamp"].as_str().unwrap_or_default();
-        let slot = usize::from(kind == "stderr");
+        // squall's own `output` lines (an abandonment, the size limit) go with stderr, so that
+        // stdout stays a byte-exact copy of the action's.
+        let slot = usize::from(kind != "stdout");
         let mut bytes = Vec::with_capacity(data.len() + 64);
         if self.include_metadata {
             match record["host"].as_str() {
