@@ -48,13 +48,34 @@ impl Drop for OutputInterest {
 impl Hub {
     /// Delivers an event of `execution_id` to its viewers and to global subscribers.
     pub fn publish(&self, execution_id: &str, event: Live) {
+        self.publish_to_execution(execution_id, event.clone());
+        self.publish_global(event);
+    }
+
+    /// Delivers an event to the viewers of its execution only.
+    pub fn publish_to_execution(&self, execution_id: &str, event: Live) {
         let sender = self.executions.lock().expect("hub lock").get(execution_id).cloned();
         if let Some(sender) = sender {
-            let _ = sender.send(event.clone());
+            let _ = sender.send(event);
         }
-        if !matches!(event, Live::Record(_)) || self.global_output_subscribers.load(Ordering::SeqCst) > 0 {
+    }
+
+    /// Delivers an event to the all-executions channel only (an output record only while a
+    /// subscriber there wants output).
+    pub fn publish_global(&self, event: Live) {
+        if !matches!(event, Live::Record(_)) || self.wants_global_output() {
             let _ = self.global.send(event);
         }
+    }
+
+    /// Whether a global subscriber asked for output records.
+    pub fn wants_global_output(&self) -> bool {
+        self.global_output_subscribers.load(Ordering::SeqCst) > 0
+    }
+
+    /// Whether `execution_id` has live viewers on this node.
+    pub fn is_watched(&self, execution_id: &str) -> bool {
+        self.executions.lock().expect("hub lock").contains_key(execution_id)
     }
 
     pub fn subscribe_execution(self: &Arc<Self>, execution_id: &str) -> Subscription {

@@ -1,9 +1,13 @@
 //! Live delivery and work distribution. [`Bus`] carries committed output records and execution
 //! changes to viewers, and cancel requests to runners; [`WorkQueue`] hands executions to
-//! runners. [`LocalBus`] and [`LocalQueue`] are the in-process backends of `squall server`.
+//! runners. [`LocalBus`] and [`LocalQueue`] are the in-process backends of `squall server`;
+//! [`NatsBus`] and [`JetStreamQueue`] connect the nodes of a cluster.
 
+mod frame;
 mod hub;
+mod jetstream;
 mod local;
+mod nats;
 mod queue;
 
 use std::sync::{Arc, OnceLock};
@@ -14,7 +18,9 @@ use squall_core::{Execution, OutputRecord};
 use tokio::sync::broadcast;
 
 pub use hub::Hub;
+pub use jetstream::JetStreamQueue;
 pub use local::LocalBus;
+pub use nats::{BusError, NatsBus, NatsConnection, NatsSettings, redact_url};
 pub use queue::{LocalQueue, WorkQueue};
 
 /// A committed output record on its way to viewers. Each wire encoding is computed by the first
