@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 pub use hub::Hub;
 pub use jetstream::JetStreamQueue;
 pub use local::LocalBus;
-pub use nats::{BusError, NatsBus, NatsConnection, NatsSettings, redact_url};
+pub use nats::{BusError, NatsBus, NatsConnection, NatsSettings};
 pub use queue::{LocalQueue, WorkQueue};
 
 /// A committed output record on its way to viewers. Each wire encoding is computed by the first

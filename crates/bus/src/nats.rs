@@ -6,7 +6,8 @@
 //! * `<prefix>.exec.<execution id>` — execution changes, published by whoever stored them;
 //! * `<prefix>.cancel` — cancel requests, to every runner (the one holding it acts).
 //!
-//! NATS core is at-most-once: a message can be lost (a slow consumer, a reconnect, a full
+//! A subscription counts as taken once the server confirmed it ([`NatsConnection::sync`]), so
+//! *subscribe, then replay* holds across nodes. NATS core is at-most-once: a message can be lost (a slow consumer, a reconnect, a full
 //! publish queue). The store is the truth, so every node heals what it forwards to its
 //! viewers: a node subscribes to an execution's output only while it has viewers of it (a
 //! *watch*), forwards records in `seq` order and reads from the store whatever a gap, a
@@ -138,25 +139,22 @@ impl NatsConnection {
         let client = options
             .connect(settings.url.as_str())
             .await
-            .map_err(|e| BusError::Connect { url: redact_url(&settings.url), message: e.to_string() })?;
+            .map_err(|e| BusError::Connect { url: squall_core::auth::redact_url(&settings.url), message: e.to_string() })?;
         let max_payload = client.server_info().max_payload.max(64 * 1024);
         Ok(NatsConnection { client, prefix, max_payload, resyncs })
+    }
+
+    /// Returns once the server has processed everything this connection sent before, such as
+    /// a subscription (a flush only empties the socket buffer): a request to a subject nobody
+    /// serves is answered by the server itself, after what came before it.
+    pub(crate) async fn sync(&self) {
+        let subject = format!("{}.sync.{}", self.prefix, squall_core::id::new_id());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.request(subject, Bytes::new())).await;
     }
 
     pub(crate) fn subject(&self, kind: &str, id: &str) -> String {
         format!("{}.{kind}.{id}", self.prefix)
     }
-}
-
-/// `url` with any password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    url.split(',')
-        .map(|one| match (one.find("://"), one.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &one[..scheme + 3], &one[at + 1..]),
-            _ => one.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// An execution this node follows on NATS because it has viewers of it.
@@ -177,7 +175,9 @@ struct Inner {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     watches: Mutex<HashMap<String, Arc<Watch>>>,
-    global_output: Mutex<bool>,
+    /// While every execution's output is forwarded to global subscribers: whether that
+    /// subscription is active at the server yet.
+    global_output: Mutex<Option<watch::Receiver<bool>>>,
     cancels: broadcast::Sender<String>,
     outgoing: mpsc::Sender<(String, Bytes)>,
     dropped: std::sync::atomic::AtomicU64,
@@ -193,7 +193,7 @@ impl NatsBus {
             store,
             hub: Arc::new(Hub::default()),
             watches: Mutex::new(HashMap::new()),
-            global_output: Mutex::new(false),
+            global_output: Mutex::new(None),
             cancels: broadcast::channel(1024).0,
             outgoing,
             dropped: Default::default(),
@@ -204,7 +204,7 @@ impl NatsBus {
         };
         let changes = subscribe(format!("{}.exec.*", inner.conn.prefix)).await?;
         let cancels = subscribe(format!("{}.cancel", inner.conn.prefix)).await?;
-        inner.conn.client.flush().await.map_err(|e| BusError::Connect { url: "flush".into(), message: e.to_string() })?;
+        inner.conn.sync().await;
         tokio::spawn(Arc::clone(&inner).dispatch_changes(changes));
         tokio::spawn(Arc::clone(&inner).dispatch_cancels(cancels));
         tokio::spawn(publisher(inner.conn.client.clone(), queue));
@@ -259,9 +259,9 @@ impl Inner {
     async fn watch(self: Arc<Self>, id: String, watch: Arc<Watch>, ready: watch::Sender<bool>) {
         let subject = self.conn.subject("out", &id);
         let sub = self.conn.client.subscribe(subject).await;
-        // The subscription is active at the server once a flush returns: from then on every
-        // record committed later reaches it, so viewers may replay the store.
-        let _ = self.conn.client.flush().await;
+        // Once the subscription is active at the server, every record committed later reaches
+        // it: only then may viewers replay the store.
+        self.conn.sync().await;
         let mut sub = match sub {
             Ok(sub) => Some(sub),
             Err(e) => {
@@ -314,13 +314,15 @@ impl Inner {
 
     /// Forwards every execution's output to global subscribers that asked for it, while any do
     /// (at most once: a lost message is not healed on this channel).
-    async fn global_output(self: Arc<Self>) {
+    async fn global_output(self: Arc<Self>, ready: watch::Sender<bool>) {
         let sub = self.conn.client.subscribe(format!("{}.out.*", self.conn.prefix)).await;
+        self.conn.sync().await;
+        let _ = ready.send(true);
         let mut sub = match sub {
             Ok(sub) => sub,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot subscribe to live output for the event stream");
-                *self.global_output.lock().expect("global output lock") = false;
+                *self.global_output.lock().expect("global output lock") = None;
                 return;
             }
         };
@@ -339,13 +341,13 @@ impl Inner {
                 _ = tick.tick() => {
                     let mut running = self.global_output.lock().expect("global output lock");
                     if !self.hub.wants_global_output() {
-                        *running = false;
+                        *running = None;
                         return;
                     }
                 }
             }
         }
-        *self.global_output.lock().expect("global output lock") = false;
+        *self.global_output.lock().expect("global output lock") = None;
     }
 }
 
@@ -462,11 +464,17 @@ impl Bus for NatsBus {
     async fn subscribe_all(&self, with_output: bool) -> Subscription {
         let subscription = self.inner.hub.subscribe_all(with_output);
         if with_output {
-            let mut running = self.inner.global_output.lock().expect("global output lock");
-            if !*running {
-                *running = true;
-                tokio::spawn(Arc::clone(&self.inner).global_output());
-            }
+            let mut ready = {
+                let mut running = self.inner.global_output.lock().expect("global output lock");
+                running
+                    .get_or_insert_with(|| {
+                        let (tx, rx) = watch::channel(false);
+                        tokio::spawn(Arc::clone(&self.inner).global_output(tx));
+                        rx
+                    })
+                    .clone()
+            };
+            let _ = ready.wait_for(|ready| *ready).await;
         }
         subscription
     }
@@ -482,17 +490,5 @@ impl Bus for NatsBus {
 
     fn live_executions(&self) -> usize {
         self.inner.hub.watched()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_never_reach_a_message() {
-        assert_eq!(redact_url("nats://user:s3cret@host:4222"), "nats://***@host:4222");
-        assert_eq!(redact_url("nats://a:1@h1:4222,nats://h2:4222"), "nats://***@h1:4222,nats://h2:4222");
-        assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
     }
 }

@@ -24,8 +24,80 @@ pub struct Config {
     pub rbac: RbacSection,
     pub garbagecollector: GarbageCollector,
     pub keyvalue: KeyValue,
+    pub database: Database,
+    pub messaging: Messaging,
+    pub cluster: Cluster,
 }
 
+/// `[database]` — st2.conf's section for MongoDB; squall's distributed store is PostgreSQL.
+/// Without `url`, squall keeps everything in SQLite in the data directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Database {
+    /// `postgres://user:password@host:5432/database?sslmode=verify-full&sslrootcert=…`: the
+    /// libpq options sqlx understands (TLS included) pass through.
+    pub url: Option<String>,
+    /// Schema of squall's tables (created if missing). Unset: the server's default search path.
+    pub schema: Option<String>,
+    /// Connections this node keeps open at most.
+    pub pool_size: u32,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database { url: None, schema: None, pool_size: 16 }
+    }
+}
+
+/// `[messaging]` — st2.conf's section for RabbitMQ; squall's cluster messaging is NATS (core
+/// for live output, JetStream for work). Without `url`, everything stays in-process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Messaging {
+    /// `nats://host:4222`, `tls://host:4222`, or several, comma-separated.
+    pub url: Option<String>,
+    /// Prefix of every subject and stream (deployments sharing a NATS server differ here).
+    pub prefix: String,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_required: bool,
+    /// A NATS `.creds` file.
+    pub credentials_file: Option<PathBuf>,
+    pub token: Option<String>,
+}
+
+impl Default for Messaging {
+    fn default() -> Self {
+        Messaging {
+            url: None,
+            prefix: "squall".into(),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_required: false,
+            credentials_file: None,
+            token: None,
+        }
+    }
+}
+
+/// `[cluster]` — node leases on the distributed backends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cluster {
+    /// Seconds between lease renewals.
+    pub heartbeat_interval: u64,
+    /// Seconds a lease lasts without renewal; a runner silent that long is dead and its
+    /// executions are abandoned.
+    pub lease_ttl: u64,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster { heartbeat_interval: 2, lease_ttl: 6 }
+    }
+}
 /// `[keyvalue]` — st2.conf's datastore section; squall uses its key to seal secret parameter
 /// values at rest.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -301,6 +373,24 @@ impl Config {
         if self.actionrunner.actions_pool_size == 0 {
             return Err("[actionrunner] actions_pool_size must be at least 1".into());
         }
+        match (&self.database.url, &self.messaging.url) {
+            (Some(_), None) => {
+                return Err(
+                    "[database] url is set but [messaging] url is not: with PostgreSQL, nodes need NATS to carry live output and work \
+                            between them; set [messaging] url = \"nats://…\", or remove [database] url to run embedded"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err("[messaging] url is set but [database] url is not: NATS carries news, PostgreSQL must hold the facts that \
+                            every node reads; set [database] url = \"postgres://…\", or remove [messaging] url to run embedded"
+                    .into());
+            }
+            _ => {}
+        }
+        if self.cluster.heartbeat_interval == 0 || self.cluster.lease_ttl < 2 * self.cluster.heartbeat_interval {
+            return Err("[cluster] heartbeat_interval must be at least 1 second and lease_ttl at least twice it".into());
+        }
         Ok(())
     }
 }
@@ -342,5 +432,16 @@ mod tests {
         assert!(e.contains("heartbeat"), "{e}");
         let e = load_text("[nosuchsection]\nx = 1\n").unwrap_err();
         assert!(e.contains("nosuchsection"), "{e}");
+    }
+
+    #[test]
+    fn postgres_and_nats_come_together() {
+        let e = load_text("[database]\nurl = \"postgres://db/squall\"\n").unwrap_err();
+        assert!(e.contains("[messaging] url"), "{e}");
+        let e = load_text("[messaging]\nurl = \"nats://bus:4222\"\n").unwrap_err();
+        assert!(e.contains("[database] url"), "{e}");
+        let c = load_text("[database]\nurl = \"postgres://db/squall\"\n[messaging]\nurl = \"nats://bus:4222\"\n").unwrap();
+        assert_eq!((c.messaging.prefix.as_str(), c.cluster.lease_ttl), ("squall", 6));
+        assert!(load_text("[cluster]\nlease_ttl = 3\nheartbeat_interval = 2\n").is_err());
     }
 }

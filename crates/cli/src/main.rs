@@ -32,7 +32,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server: API, stream and runner in one process, on embedded storage.
+    /// Run the server: API, stream and runner in one process on embedded storage, or one node of
+    /// a cluster on PostgreSQL and NATS (`--role`).
     Server(ServerArgs),
     /// Run an action: `squall run core.local cmd='uname -a'` (or `squall run core.local uname -a`).
     Run {
@@ -260,9 +261,44 @@ pub struct ServerArgs {
     /// Configuration file (TOML, st2.conf section and option names).
     #[arg(long, env = "SQUALL_CONFIG")]
     pub config: Option<PathBuf>,
+    /// What this node does: `api` serves the REST API, auth and streams; `runner` runs
+    /// executions; `all` both. `api` and `runner` need the distributed backends ([database]
+    /// and [messaging]); any mix runs on any number of nodes.
+    #[arg(long, value_enum, default_value_t = Role::All, env = "SQUALL_ROLE")]
+    pub role: Role,
+}
+
+/// A server node's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    All,
+    Api,
+    Runner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Api => "api",
+            Role::Runner => "runner",
+        }
+    }
+
+    /// The roles as the node registry lists them.
+    pub fn roles(self) -> &'static str {
+        match self {
+            Role::All => "api,runner",
+            Role::Api => "api",
+            Role::Runner => "runner",
+        }
+    }
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == squall_runner::keeper::SUBCOMMAND) {
+        squall_runner::keeper::keeper_main();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server::main(args),

@@ -6,19 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use squall_bus::{Bus, LocalBus, LocalQueue, WorkQueue};
+use squall_bus::{Bus, JetStreamQueue, LocalBus, LocalQueue, NatsBus, NatsConnection, NatsSettings, WorkQueue};
+use squall_core::sealed::SealingKey;
+use squall_runner::cluster::{LeaseSettings, Membership};
 use squall_runner::remote::SshSettings;
 use squall_runner::{Content, RunnerSettings, Worker};
 use squall_server::auth::AuthSettings;
 use squall_server::rbac::Rbac;
-use squall_server::{AppState, ServerSettings, WireSettings};
-use squall_store::{SqliteStore, Store};
+use squall_server::{AppState, NodeIdentity, ServerSettings, WireSettings};
+use squall_store::{PgSettings, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::ServerArgs;
 use crate::config::Config;
+use crate::{Role, ServerArgs};
 
 const DEFAULT_LISTEN: [&str; 3] = ["127.0.0.1:9100", "127.0.0.1:9101", "127.0.0.1:9102"];
 
@@ -41,24 +43,119 @@ pub fn main(args: ServerArgs) -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG").unwrap_or_else(|_| "info,sqlx=warn,async_nats=warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// The backends a node runs on: embedded (SQLite, in-process bus and queue) or distributed
+/// (PostgreSQL and NATS).
+struct Backends {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    queue: Arc<dyn WorkQueue>,
+    distributed: bool,
+}
+
+impl Backends {
+    async fn open(args: &ServerArgs, config: &Config) -> anyhow::Result<Backends> {
+        let (Some(db_url), Some(nats_url)) = (&config.database.url, &config.messaging.url) else {
+            if args.role != Role::All {
+                anyhow::bail!(
+                    "--role {} needs the distributed backends ([database] url and [messaging] url): the embedded ones live in one process",
+                    args.role.as_str()
+                );
+            }
+            let store = SqliteStore::open(&args.data_dir)
+                .await
+                .with_context(|| format!("cannot open the database in {}", args.data_dir.display()))?;
+            return Ok(Backends {
+                store: Arc::new(store),
+                bus: Arc::new(LocalBus::default()),
+                queue: Arc::new(LocalQueue::default()),
+                distributed: false,
+            });
+        };
+        let settings =
+            PgSettings { url: db_url.clone(), schema: config.database.schema.clone(), max_connections: config.database.pool_size };
+        let store: Arc<dyn Store> = Arc::new(
+            PgStore::connect(&settings)
+                .await
+                .with_context(|| format!("cannot use PostgreSQL at {}", squall_core::auth::redact_url(db_url)))?,
+        );
+        let m = &config.messaging;
+        let nats = NatsSettings {
+            url: nats_url.clone(),
+            prefix: m.prefix.clone(),
+            name: format!("squall {} on {}", args.role.as_str(), hostname()),
+            tls_ca_file: m.tls_ca_file.clone(),
+            tls_cert_file: m.tls_cert_file.clone(),
+            tls_key_file: m.tls_key_file.clone(),
+            tls_required: m.tls_required,
+            credentials_file: m.credentials_file.clone(),
+            token: m.token.clone(),
+        };
+        let conn = NatsConnection::connect(&nats).await?;
+        let bus = Arc::new(NatsBus::start(conn.clone(), Arc::clone(&store)).await?);
+        let queue = Arc::new(JetStreamQueue::start(conn).await?);
+        tracing::info!(
+            postgres = %squall_core::auth::redact_url(db_url),
+            nats = %squall_core::auth::redact_url(nats_url),
+            prefix = %m.prefix,
+            "distributed backends"
+        );
+        Ok(Backends { store, bus, queue, distributed: true })
+    }
+}
+
+/// The key that seals secrets: in a cluster every node must have the same, so it must be
+/// configured; the embedded server makes its own in the data directory.
+fn sealing_key(args: &ServerArgs, config: &Config, distributed: bool) -> anyhow::Result<SealingKey> {
+    match (&config.keyvalue.encryption_key_path, distributed) {
+        (Some(path), _) => crate::keyfile::load(path, false),
+        (None, false) => crate::keyfile::load(&args.data_dir.join(crate::keyfile::DEFAULT_NAME), true),
+        (None, true) => anyhow::bail!(
+            "a cluster's nodes must share one encryption key for secret parameters: set [keyvalue] encryption_key_path \
+             (create the file once with `squall key generate PATH` and give every node a copy)"
+        ),
+    }
+}
+
+fn runner_settings(config: &Config, api_url: String, sealing: SealingKey) -> RunnerSettings {
+    RunnerSettings {
+        pool_size: config.actionrunner.actions_pool_size,
+        kill_grace: Duration::from_secs(config.actionrunner.kill_grace_period),
+        stream_output: config.actionrunner.stream_output,
+        result_max_bytes: config.actionrunner.result_max_bytes,
+        api_url,
+        env_allowlist: config.actionrunner.env_allowlist.clone(),
+        mask_min_length: config.actionrunner.mask_min_length,
+        max_output_bytes: config.actionrunner.max_output_bytes,
+        service_token_ttl: config.auth.service_token_ttl,
+        store_service_tokens: config.auth.enable,
+        ssh: SshSettings {
+            remote_dir: config.ssh_runner.remote_dir.clone(),
+            allow_partial_failure: config.ssh_runner.allow_partial_failure,
+            max_parallel: config.ssh_runner.max_parallel_actions,
+            connect_timeout: Duration::from_secs(config.ssh_runner.ssh_connect_timeout),
+            default_user: config.system_user.user.clone(),
+            default_key_file: config.system_user.ssh_key_file.clone(),
+            known_hosts: config.ssh_runner.known_hosts_file.clone(),
+        },
+        sealing,
+    }
 }
 
 async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref()).map_err(anyhow::Error::msg).context("invalid configuration")?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&args.data_dir).await.with_context(|| format!("cannot open the database in {}", args.data_dir.display()))?,
-    );
-    let sealing = match &config.keyvalue.encryption_key_path {
-        Some(path) => crate::keyfile::load(path, false)?,
-        None => crate::keyfile::load(&args.data_dir.join(crate::keyfile::DEFAULT_NAME), true)?,
-    };
+    let Backends { store, bus, queue, distributed } = Backends::open(&args, &config).await?;
+    if distributed {
+        std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    }
+    let sealing = sealing_key(&args, &config, distributed)?;
     let content = Arc::new(Content::load(&config.content.paths()).context("cannot load packs")?);
-    let bus: Arc<dyn Bus> = Arc::new(LocalBus::default());
-    let queue: Arc<dyn WorkQueue> = Arc::new(LocalQueue::default());
+    let (serves_api, runs_actions) = (args.role != Role::Runner, args.role != Role::Api);
 
-    let listeners = bind(&args.listen).await?;
+    let listeners = if serves_api { bind(&args.listen).await? } else { Vec::new() };
     let addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let api_addr = addrs.iter().find(|a| a.port() == 9101).or(addrs.first()).copied();
     let public_url = config.api.public_url.clone().unwrap_or_else(|| match api_addr {
@@ -66,77 +163,85 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => "http://127.0.0.1:9101/v1".into(),
     });
 
-    let mut rbac = Rbac::load(&config.rbac.definitions_path, config.rbac.enable, config.rbac.permission_isolation)
-        .map_err(anyhow::Error::msg)
-        .context("invalid RBAC definitions")?;
-    rbac.assign_admin(ADMIN_USER);
-
-    let worker = Worker::new(
-        Arc::clone(&store),
-        Arc::clone(&bus),
-        Arc::clone(&queue),
-        Arc::clone(&content),
-        RunnerSettings {
-            pool_size: config.actionrunner.actions_pool_size,
-            kill_grace: Duration::from_secs(config.actionrunner.kill_grace_period),
-            stream_output: config.actionrunner.stream_output,
-            result_max_bytes: config.actionrunner.result_max_bytes,
-            api_url: public_url.clone(),
-            env_allowlist: config.actionrunner.env_allowlist.clone(),
-            mask_min_length: config.actionrunner.mask_min_length,
-            max_output_bytes: config.actionrunner.max_output_bytes,
-            service_token_ttl: config.auth.service_token_ttl,
-            store_service_tokens: config.auth.enable,
-            ssh: SshSettings {
-                remote_dir: config.ssh_runner.remote_dir.clone(),
-                allow_partial_failure: config.ssh_runner.allow_partial_failure,
-                max_parallel: config.ssh_runner.max_parallel_actions,
-                connect_timeout: Duration::from_secs(config.ssh_runner.ssh_connect_timeout),
-                default_user: config.system_user.user.clone(),
-                default_key_file: config.system_user.ssh_key_file.clone(),
-                known_hosts: config.ssh_runner.known_hosts_file.clone(),
-            },
-            sealing: sealing.clone(),
-        },
-    );
-    worker.recover().await.context("start-up recovery failed")?;
-
-    let state = Arc::new(AppState {
-        store,
-        bus,
-        queue,
-        catalog: Arc::new(content.catalog.clone()),
-        settings: ServerSettings {
-            wire: WireSettings { webui_base_url: config.webui.webui_base_url.clone() },
-            heartbeat: Duration::from_secs(config.stream.heartbeat),
-            public_api_url: public_url.clone(),
-        },
-        auth: AuthSettings {
-            enable: config.auth.enable,
-            token_ttl: config.auth.token_ttl,
-            service_token_ttl: config.auth.service_token_ttl,
-            dev_user: config.system_user.user.clone(),
-        },
-        rbac,
-        sealing,
+    if runs_actions {
+        let exe = std::env::current_exe().context("cannot find the squall binary to start its group keeper")?;
+        squall_runner::keeper::install(&exe).context("cannot start the group keeper")?;
+    }
+    let worker = runs_actions.then(|| {
+        let settings = runner_settings(&config, public_url.clone(), sealing.clone());
+        Worker::new(Arc::clone(&store), Arc::clone(&bus), Arc::clone(&queue), Arc::clone(&content), settings)
     });
-    if config.auth.enable {
-        ensure_admin(&*state.store, &args.data_dir).await?;
-    } else {
-        tracing::warn!(
-            "AUTHENTICATION IS DISABLED ([auth] enable = false): anyone who can reach this server acts as \"{}\" with admin rights. Use this for development only.",
-            config.system_user.user
-        );
-    }
-
     let stop_work = CancellationToken::new();
+    let membership = if distributed {
+        let lease = LeaseSettings {
+            heartbeat: Duration::from_secs(config.cluster.heartbeat_interval),
+            ttl: Duration::from_secs(config.cluster.lease_ttl),
+        };
+        let membership = Membership::join(Arc::clone(&store), worker.clone(), args.role.roles(), lease).await?;
+        membership.start(stop_work.clone());
+        Some(membership)
+    } else {
+        if let Some(w) = &worker {
+            w.recover().await.context("start-up recovery failed")?;
+        }
+        None
+    };
+
     let stop_http = CancellationToken::new();
-    worker.start(stop_work.clone());
-    spawn_garbage_collector(Arc::clone(&state.store), &config, stop_work.clone());
-    let http = tokio::spawn(squall_server::serve(listeners, squall_server::router(state), stop_http.clone()));
-    for a in &addrs {
-        tracing::info!("listening on http://{a}");
+    let http = if serves_api {
+        let mut rbac = Rbac::load(&config.rbac.definitions_path, config.rbac.enable, config.rbac.permission_isolation)
+            .map_err(anyhow::Error::msg)
+            .context("invalid RBAC definitions")?;
+        rbac.assign_admin(ADMIN_USER);
+        let state = Arc::new(AppState {
+            store: Arc::clone(&store),
+            bus: Arc::clone(&bus),
+            queue: Arc::clone(&queue),
+            catalog: Arc::new(content.catalog.clone()),
+            settings: ServerSettings {
+                wire: WireSettings { webui_base_url: config.webui.webui_base_url.clone() },
+                heartbeat: Duration::from_secs(config.stream.heartbeat),
+                public_api_url: public_url.clone(),
+                node: NodeIdentity {
+                    id: membership.as_ref().map(|m| m.node_id()),
+                    roles: args.role.roles().to_string(),
+                    store: if distributed { "postgres" } else { "sqlite" },
+                    bus: if distributed { "nats" } else { "in-process" },
+                },
+            },
+            auth: AuthSettings {
+                enable: config.auth.enable,
+                token_ttl: config.auth.token_ttl,
+                service_token_ttl: config.auth.service_token_ttl,
+                dev_user: config.system_user.user.clone(),
+            },
+            rbac,
+            sealing,
+        });
+        if config.auth.enable {
+            ensure_admin(&*state.store, &args.data_dir).await?;
+        } else {
+            tracing::warn!(
+                "AUTHENTICATION IS DISABLED ([auth] enable = false): anyone who can reach this server acts as \"{}\" with admin rights. Use this for development only.",
+                config.system_user.user
+            );
+        }
+        spawn_garbage_collector(Arc::clone(&state.store), &config, stop_work.clone());
+        let http = tokio::spawn(squall_server::serve(listeners, squall_server::router(state), stop_http.clone()));
+        for a in &addrs {
+            tracing::info!("listening on http://{a}");
+        }
+        Some(http)
+    } else {
+        if !args.listen.is_empty() {
+            tracing::warn!("--listen is ignored with --role runner: runner nodes serve no HTTP");
+        }
+        None
+    };
+    if let Some(w) = &worker {
+        w.start(stop_work.clone());
     }
+    tracing::info!(role = args.role.as_str(), "squall is running");
 
     wait_for_signal().await?;
     let grace = if config.actionrunner.graceful_shutdown {
@@ -146,12 +251,23 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     tracing::info!(grace_seconds = grace.as_secs(), "shutting down: no new work is taken; running executions get the grace period");
     stop_work.cancel();
-    worker.shutdown(grace).await;
+    if let Some(w) = &worker {
+        w.shutdown(grace).await;
+    }
+    if let Some(m) = &membership {
+        m.leave().await;
+    }
     stop_http.cancel();
-    // Long-lived streams end when the process exits; don't wait on them for long.
-    let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
+    if let Some(http) = http {
+        // Long-lived streams end when the process exits; don't wait on them for long.
+        let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
 /// Runs a retention pass every `collection_interval` (the first a few seconds after start).
@@ -192,7 +308,9 @@ async fn ensure_admin(store: &dyn Store, data_dir: &std::path::Path) -> anyhow::
         _ => (squall_core::auth::new_secret(), true),
     };
     let hash = squall_server::credentials::hash_password(&password);
-    store.put_user(ADMIN_USER, Some(&hash)).await?;
+    if !store.create_user(ADMIN_USER, &hash).await? {
+        return Ok(()); // another node created it first
+    }
     if generated {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;

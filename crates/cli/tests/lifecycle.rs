@@ -89,8 +89,9 @@ async fn a_crash_leaves_abandoned_executions_with_their_output() {
         e["id"].as_str().unwrap().to_string()
     };
     s.kill9();
-    // The orphaned action would run on; a real runner host dies with it. Clean up like one.
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+    // The action is the leader of its own group, so it does not die with the server: the
+    // group keeper kills it.
+    assert_group_gone(pgid).await;
     s.restart();
 
     let (_, e) = get(&s, &format!("/v1/executions/{id}")).await;

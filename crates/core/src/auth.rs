@@ -15,6 +15,27 @@ pub fn hash_secret(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `url` with any password (in the user part, or a `password=` option) replaced by `***`, for
+/// messages and logs. Several URLs may be comma-separated (a NATS cluster).
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let one = match (one.find("://"), one.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => format!("{}***@{}", &one[..scheme + 3], &one[at + 1..]),
+                _ => one.to_string(),
+            };
+            match one.find("password=") {
+                Some(at) => {
+                    let end = one[at..].find('&').map_or(one.len(), |e| at + e);
+                    format!("{}password=***{}", &one[..at], &one[end..])
+                }
+                None => one,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -26,5 +47,14 @@ mod tests {
         assert_ne!(a, new_secret());
         assert_eq!(hash_secret(&a), hash_secret(&a));
         assert_eq!(hash_secret(&a).len(), 64);
+    }
+
+    #[test]
+    fn passwords_never_reach_a_message() {
+        assert_eq!(redact_url("nats://user:s3cret@host:4222"), "nats://***@host:4222");
+        assert_eq!(redact_url("nats://a:1@h1:4222,nats://h2:4222"), "nats://***@h1:4222,nats://h2:4222");
+        assert_eq!(redact_url("postgres://squall:pw@db:5432/squall?sslmode=require"), "postgres://***@db:5432/squall?sslmode=require");
+        assert_eq!(redact_url("postgres://db/squall?password=pw&sslmode=require"), "postgres://db/squall?password=***&sslmode=require");
+        assert_eq!(redact_url("nats://host:4222"), "nats://host:4222");
     }
 }

@@ -2,11 +2,14 @@
 //! worker that drives executions from the work queue to a terminal status.
 
 pub mod capture;
+pub mod cluster;
 pub mod content;
+pub mod keeper;
 pub mod local;
 pub mod process;
 pub mod python;
 pub mod remote;
+mod retry;
 pub mod worker;
 pub mod writer;
 

@@ -80,6 +80,7 @@ pub async fn supervise(mut job: Job, stopper: &Stopper, tx: mpsc::Sender<Chunk>)
         .stderr(Stdio::piped());
     let mut child = job.command.spawn()?;
     let pgid = Pid::from_raw(child.id().map(|p| p as i32).unwrap_or(0));
+    crate::keeper::watch(pgid.as_raw());
     if let (Some(data), Some(mut stdin)) = (job.stdin.take(), child.stdin.take()) {
         tokio::spawn(async move {
             let _ = stdin.write_all(&data).await;
@@ -118,6 +119,7 @@ pub async fn supervise(mut job: Job, stopper: &Stopper, tx: mpsc::Sender<Chunk>)
         drained.await;
     }
     let _ = killpg(pgid, Signal::SIGKILL);
+    crate::keeper::release(pgid.as_raw());
 
     use std::os::unix::process::ExitStatusExt;
     let code = status.code().unwrap_or_else(|| -status.signal().unwrap_or(9));

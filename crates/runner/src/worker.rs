@@ -86,6 +86,9 @@ pub struct Worker {
     settings: RunnerSettings,
     running: Mutex<HashMap<String, Arc<Stopper>>>,
     tasks: TaskTracker,
+    /// This runner's node id in a cluster (recorded in `runner_info.node` of what it claims,
+    /// so the reaper knows whose executions to abandon); empty on the embedded backends.
+    node: Mutex<String>,
 }
 
 impl Worker {
@@ -96,7 +99,39 @@ impl Worker {
         content: Arc<Content>,
         settings: RunnerSettings,
     ) -> Arc<Worker> {
-        Arc::new(Worker { store, bus, queue, content, settings, running: Mutex::new(HashMap::new()), tasks: TaskTracker::new() })
+        Arc::new(Worker {
+            store,
+            bus,
+            queue,
+            content,
+            settings,
+            running: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            node: Mutex::new(String::new()),
+        })
+    }
+
+    /// Sets the node id this runner claims executions under.
+    pub fn set_node(&self, node_id: &str) {
+        *self.node.lock().expect("node lock") = node_id.to_string();
+    }
+
+    /// The ids of the executions this runner is running now.
+    pub fn running_ids(&self) -> Vec<String> {
+        self.running.lock().expect("running lock").keys().cloned().collect()
+    }
+
+    /// Queues `id` again if the work queue lost it (see [`WorkQueue::requeue_if_missing`]).
+    pub async fn requeue_if_missing(&self, id: &str) -> bool {
+        self.queue.requeue_if_missing(id).await
+    }
+
+    /// Stops every execution this runner runs (its node was declared dead: they were
+    /// abandoned, and nothing of them may go on).
+    pub fn stop_all(&self, reason: StopReason) {
+        for stopper in self.running.lock().expect("running lock").values() {
+            stopper.stop(reason);
+        }
     }
 
     /// Start-up recovery for a single-node deployment: executions a dead process left
@@ -179,17 +214,28 @@ impl Worker {
         }
     }
 
-    fn stop_execution(&self, id: &str, reason: StopReason) {
+    pub fn stop_execution(&self, id: &str, reason: StopReason) {
         if let Some(stopper) = self.running.lock().expect("running lock").get(id) {
             stopper.stop(reason);
         }
     }
 
-    /// Moves `e` from `from` to `to` if nobody else changed it meanwhile, and publishes it.
+    /// Moves `e` from `from` to `to` if nobody else changed it meanwhile, and publishes it. While
+    /// the store is unreachable it keeps trying (a status must not be lost to a restart of the
+    /// database); an update that committed just before the connection dropped counts as done.
     async fn advance(&self, e: &mut Execution, to: Status, message: Option<String>) -> Result<bool, StoreError> {
         let from = e.status;
         e.transition(to, message);
-        let moved = self.store.update_execution(e, from).await?;
+        let moved = crate::retry::persist("store a status", || async {
+            match self.store.update_execution(e, from).await {
+                Err(err) if err.is_transient() => match self.store.execution(&e.id).await {
+                    Ok(Some(stored)) if stored == *e => Ok(true),
+                    _ => Err(err),
+                },
+                other => other,
+            }
+        })
+        .await?;
         if moved {
             self.bus.publish_execution(ChangeKind::Update, e.clone()).await;
         }
@@ -199,8 +245,11 @@ impl Worker {
     async fn run(&self, id: &str) -> Result<(), StoreError> {
         let Some(mut e) = self.store.execution(id).await? else { return Ok(()) };
         if let Some(delay) = e.delay {
-            if e.status == Status::Requested && !self.advance(&mut e, Status::Delayed, None).await? {
-                return Ok(());
+            if e.status == Status::Requested {
+                e.runner_info = Some(self.runner_info());
+                if !self.advance(&mut e, Status::Delayed, None).await? {
+                    return Ok(());
+                }
             }
             // Measured from the request, so a restart does not start the delay over.
             let due = e.start_timestamp.micros() + delay as i64 * 1000;
@@ -211,23 +260,44 @@ impl Worker {
                 _ => return Ok(()), // canceled while waiting
             }
         }
-        if !matches!(e.status, Status::Requested | Status::Delayed) || !self.advance(&mut e, Status::Scheduled, None).await? {
+        if !matches!(e.status, Status::Requested | Status::Delayed) {
+            return Ok(());
+        }
+        e.runner_info = Some(self.runner_info());
+        if !self.advance(&mut e, Status::Scheduled, None).await? {
             return Ok(());
         }
         let stopper = Arc::new(Stopper::default());
         self.running.lock().expect("running lock").insert(e.id.clone(), Arc::clone(&stopper));
-        e.runner_info = Some(json!({"hostname": hostname(), "pid": std::process::id()}));
         let outcome = if self.advance(&mut e, Status::Running, None).await? { Some(self.execute(&e, &stopper).await) } else { None };
         self.running.lock().expect("running lock").remove(&e.id);
-        if let Some(outcome) = outcome {
-            self.finish(e, outcome?).await?;
+        match outcome {
+            Some(Ok(outcome)) => self.finish(e, outcome).await,
+            // Fenced: the execution was abandoned (its runner was declared dead).
+            Some(Err(StoreError::Ended { .. })) | None => Ok(()),
+            Some(Err(err)) => {
+                let message = format!("squall could not store this execution's output: {err}");
+                if let Some(current) = self.store.execution(&e.id).await?.filter(|c| !c.status.is_terminal()) {
+                    self.abandon(current, &message).await?;
+                }
+                Err(err)
+            }
         }
-        Ok(())
+    }
+
+    /// Where an execution runs: this process, and its node in a cluster.
+    fn runner_info(&self) -> Value {
+        let mut info = json!({"hostname": hostname(), "pid": std::process::id()});
+        let node = self.node.lock().expect("node lock").clone();
+        if !node.is_empty() {
+            info["node"] = Value::String(node);
+        }
+        info
     }
 
     /// Runs the action and returns its final status and result. Actions that run a process get
     /// a service token (`ST2_ACTION_AUTH_TOKEN`), revoked when they end.
-    async fn execute(&self, e: &Execution, stopper: &Stopper) -> Result<Outcome, StoreError> {
+    async fn execute(&self, e: &Execution, stopper: &Arc<Stopper>) -> Result<Outcome, StoreError> {
         let parameters = match self.settings.sealing.open(&e.id, &e.runner, &e.action, &e.parameters) {
             Ok(p) => p,
             Err(err) => return Ok(Outcome::failed(json!({"error": err.to_string()}))),
@@ -257,7 +327,7 @@ impl Worker {
         outcome
     }
 
-    async fn run_action(&self, e: &Execution, run: Run<'_>, stopper: &Stopper) -> Result<Outcome, StoreError> {
+    async fn run_action(&self, e: &Execution, run: Run<'_>, stopper: &Arc<Stopper>) -> Result<Outcome, StoreError> {
         let Run { resolved, env, secrets, masked } = run;
         let grace = self.settings.kill_grace;
         let missing_entry_point =
@@ -286,7 +356,7 @@ impl Worker {
             }
             "python-script" => {
                 let ctx = PythonContext { resolved, content: &self.content, base_env: env, grace, capture_queue: CAPTURE_QUEUE };
-                crate::python::execute(e, ctx, self.writer(e, masked), stopper).await?
+                crate::python::execute(e, ctx, self.writer(e, masked, stopper), stopper).await?
             }
             "remote-shell-cmd" | "remote-shell-script" => {
                 let st2_env = env.into_iter().filter(|(k, _)| k.starts_with("ST2_")).collect();
@@ -299,7 +369,7 @@ impl Worker {
                     settings: &self.settings.ssh,
                     capture_queue: CAPTURE_QUEUE,
                 };
-                crate::remote::execute(e, ctx, self.writer(e, masked), stopper).await?
+                crate::remote::execute(e, ctx, self.writer(e, masked, stopper), stopper).await?
             }
             other => {
                 return Ok(Outcome::failed(json!({"error": format!("Runner type \"{other}\" is not available in this squall build")})));
@@ -308,11 +378,13 @@ impl Worker {
         Ok(Outcome { status, result, output: summary.map(|s| s.stats) })
     }
 
-    /// The execution's log writer, masking `masked`.
-    fn writer(&self, e: &Execution, masked: &[String]) -> LogWriter {
+    /// The execution's log writer, masking `masked`; when it cannot store output (the
+    /// execution was taken from this runner, or storage failed) it stops the process.
+    fn writer(&self, e: &Execution, masked: &[String], stopper: &Arc<Stopper>) -> LogWriter {
         LogWriter::new(e, Arc::clone(&self.store), Arc::clone(&self.bus), self.settings.stream_output, self.settings.result_max_bytes)
             .masking(masked, self.settings.mask_min_length)
             .limit(self.settings.max_output_bytes)
+            .stopping_on_failure(Arc::clone(stopper))
     }
 
     async fn supervise_local(
@@ -320,11 +392,11 @@ impl Worker {
         e: &Execution,
         job: crate::process::Job,
         secrets: &[String],
-        stopper: &Stopper,
+        stopper: &Arc<Stopper>,
     ) -> Result<Outcome, StoreError> {
         let timeout_secs = job.timeout.map_or(0, |t| t.as_secs());
         let (tx, rx) = mpsc::channel(CAPTURE_QUEUE);
-        let writing = tokio::spawn(self.writer(e, secrets).run(rx));
+        let writing = tokio::spawn(self.writer(e, secrets, stopper).run(rx));
         let ended = supervise(job, stopper, tx).await;
         let summary = writing.await.expect("log writer task")?;
         let ended = match ended {

@@ -13,6 +13,7 @@ use squall_store::{Store, StoreError};
 use tokio::sync::mpsc;
 
 use crate::capture::{Chunk, MAX_RECORD};
+use crate::process::{StopReason, Stopper};
 
 /// Upper bound of bytes taken into one commit.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
@@ -165,6 +166,8 @@ pub struct LogWriter {
     /// host's stream must not meet another host's bytes.
     maskers: PerHost<[Masker; 2]>,
     limit: Limit,
+    /// Stopped when the writer cannot go on, so the process does not run on unrecorded.
+    on_failure: Option<Arc<Stopper>>,
 }
 
 impl LogWriter {
@@ -183,7 +186,14 @@ impl LogWriter {
             mask_min_length: 1,
             maskers: Vec::new(),
             limit: Limit::default(),
+            on_failure: None,
         }
+    }
+
+    /// Stops `stopper` when the writer fails (the store refused the output for good).
+    pub fn stopping_on_failure(mut self, stopper: Arc<Stopper>) -> LogWriter {
+        self.on_failure = Some(stopper);
+        self
     }
 
     /// Stores at most `max_bytes` of stdout and stderr together (0: no limit).
@@ -207,7 +217,17 @@ impl LogWriter {
     }
 
     /// Consumes chunks until every sender is gone, committing them in groups.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Chunk>) -> Result<WriterSummary, StoreError> {
+    pub async fn run(mut self, rx: mpsc::Receiver<Chunk>) -> Result<WriterSummary, StoreError> {
+        let on_failure = self.on_failure.take();
+        let written = self.write_all(rx).await;
+        if let (Err(e), Some(stopper)) = (&written, on_failure) {
+            tracing::warn!(execution = %self.execution_id, error = %e, "output cannot be stored; stopping the action");
+            stopper.stop(StopReason::Shutdown);
+        }
+        written
+    }
+
+    async fn write_all(&mut self, mut rx: mpsc::Receiver<Chunk>) -> Result<WriterSummary, StoreError> {
         let mut pending: Vec<Chunk> = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut bytes = first.data.len();
@@ -248,7 +268,7 @@ impl LogWriter {
             self.store_records(std::iter::once(Chunk::local(StreamKind::Output, marker)).chain(tail)).await?;
         }
         self.summary.last_seq = self.next_seq - 1;
-        Ok(self.summary)
+        Ok(std::mem::replace(&mut self.summary, WriterSummary { last_seq: 0, stats: OutputStats::default(), views: Vec::new() }))
     }
 
     /// Masks chunks, applies the size limit, and stores what is kept.
@@ -365,7 +385,18 @@ impl LogWriter {
         if records.is_empty() {
             return Ok(());
         }
-        self.store.append_output(&records).await?;
+        let (id, last) = (&self.execution_id, self.next_seq - 1);
+        crate::retry::persist("store output", || async {
+            match self.store.append_output(&records).await {
+                // The batch may have committed just before the connection dropped.
+                Err(err) if err.is_transient() => match self.store.last_seq(id).await {
+                    Ok(stored) if stored >= last => Ok(()),
+                    _ => Err(err),
+                },
+                other => other,
+            }
+        })
+        .await?;
         if self.publish {
             self.bus.publish_output(&self.source, records).await;
         }

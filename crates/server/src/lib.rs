@@ -38,6 +38,21 @@ pub struct ServerSettings {
     pub heartbeat: Duration,
     /// The public API URL (`X-API-URL` on token responses).
     pub public_api_url: String,
+    /// What this node is, for `/squall/stats`.
+    pub node: NodeIdentity,
+}
+
+/// This node's place in a deployment.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    /// Its id in the cluster's node registry (`None` on the embedded backends).
+    pub id: Option<String>,
+    /// `api`, `runner` or `api,runner`.
+    pub roles: String,
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
+    /// `in-process` or `nats`.
+    pub bus: &'static str,
 }
 
 /// Everything a handler can reach.

@@ -113,6 +113,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates the user, or replaces its password hash when it exists.
     async fn put_user(&self, name: &str, password_hash: Option<&str>) -> Result<()>;
+    /// Creates the user only if there is none of that name; false when there was (two nodes
+    /// creating the first administrator at once: one wins, the other learns it).
+    async fn create_user(&self, name: &str, password_hash: &str) -> Result<bool>;
     async fn user(&self, name: &str) -> Result<Option<UserRecord>>;
     async fn users(&self) -> Result<Vec<UserRecord>>;
     /// Removes the user and every token and API key of theirs; false when there was none.

@@ -329,6 +329,16 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn create_user(&self, name: &str, password_hash: &str) -> Result<bool> {
+        let done = sqlx::query("INSERT INTO users (name, password_hash, created_ts) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(password_hash)
+            .bind(Timestamp::now().micros())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn user(&self, name: &str) -> Result<Option<UserRecord>> {
         let row =
             sqlx::query("SELECT name, password_hash, created_ts FROM users WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;

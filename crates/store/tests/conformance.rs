@@ -210,6 +210,9 @@ async fn credentials(store: &dyn Store) {
     store.put_user("alice", Some("$argon2id$hash1")).await.unwrap();
     store.put_user("alice", Some("$argon2id$hash2")).await.unwrap();
     store.put_user("svc", None).await.unwrap();
+    assert!(!store.create_user("alice", "$argon2id$other").await.unwrap(), "an existing user is kept");
+    assert!(store.create_user("carol", "$argon2id$c").await.unwrap());
+    assert!(store.delete_user("carol").await.unwrap());
     assert_eq!(store.user("alice").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$hash2"));
     assert_eq!(store.users().await.unwrap().len(), 2);
 

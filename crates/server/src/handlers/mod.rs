@@ -47,7 +47,24 @@ pub async fn fallback() -> crate::error::ApiError {
     crate::error::ApiError::unknown_route()
 }
 
-/// `GET /squall/stats`: live state of this node, for operators and tests.
-pub async fn stats(axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>) -> Json<Value> {
-    Json(json!({"live_executions": state.bus.live_executions()}))
+/// `GET /squall/stats`: live state of this node and the nodes it knows, for operators and tests.
+pub async fn stats(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>,
+) -> crate::error::ApiResult<Json<Value>> {
+    let node = &state.settings.node;
+    let nodes: Vec<Value> = state
+        .store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| {
+            json!({"id": n.id, "roles": n.roles, "hostname": n.hostname, "pid": n.pid, "version": n.version,
+                   "started": n.started.to_iso(), "heartbeat": n.heartbeat.to_iso()})
+        })
+        .collect();
+    Ok(Json(json!({
+        "live_executions": state.bus.live_executions(),
+        "node": {"id": node.id, "roles": node.roles, "store": node.store, "bus": node.bus},
+        "nodes": nodes,
+    })))
 }
