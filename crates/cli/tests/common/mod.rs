@@ -112,32 +112,43 @@ impl Server {
     }
 }
 
+/// Anything with an HTTP API to test against: a server, or one API node of a cluster.
+pub trait Endpoint {
+    fn url(&self, path: &str) -> String;
+}
+
+impl Endpoint for Server {
+    fn url(&self, path: &str) -> String {
+        Server::url(self, path)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
 }
 
-pub async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
+pub async fn post(server: &impl Endpoint, path: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new().post(server.url(path)).json(&body).send().await.expect("POST");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-pub async fn get(server: &Server, path: &str) -> (u16, Value) {
+pub async fn get(server: &impl Endpoint, path: &str) -> (u16, Value) {
     let r = reqwest::Client::new().get(server.url(path)).send().await.expect("GET");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-pub async fn get_bytes(server: &Server, path: &str) -> Vec<u8> {
+pub async fn get_bytes(server: &impl Endpoint, path: &str) -> Vec<u8> {
     let r = reqwest::Client::new().get(server.url(path)).send().await.expect("GET");
     assert_eq!(r.status().as_u16(), 200, "GET {path}");
     r.bytes().await.expect("body").to_vec()
 }
 
 /// Runs `core.local` with `cmd` (plus extra parameters) and returns the execution id.
-pub async fn run_cmd(server: &Server, cmd: &str, extra: Value) -> String {
+pub async fn run_cmd(server: &impl Endpoint, cmd: &str, extra: Value) -> String {
     let mut params = json!({"cmd": cmd});
     if let Value::Object(extra) = extra {
         params.as_object_mut().unwrap().extend(extra);
@@ -150,11 +161,11 @@ pub async fn run_cmd(server: &Server, cmd: &str, extra: Value) -> String {
 pub const TERMINAL: [&str; 5] = ["succeeded", "failed", "timeout", "canceled", "abandoned"];
 
 /// Polls until the execution reaches a terminal status; returns it.
-pub async fn wait_done(server: &Server, id: &str, within: Duration) -> Value {
+pub async fn wait_done(server: &impl Endpoint, id: &str, within: Duration) -> Value {
     wait_status(server, id, &TERMINAL, within).await
 }
 
-pub async fn wait_status(server: &Server, id: &str, statuses: &[&str], within: Duration) -> Value {
+pub async fn wait_status(server: &impl Endpoint, id: &str, statuses: &[&str], within: Duration) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let (code, e) = get(server, &format!("/v1/executions/{id}")).await;

@@ -48,7 +48,12 @@ pub struct St2 {
 
 impl St2 {
     pub fn new(s: &Server, layout: Layout) -> St2 {
-        let b = &s.base;
+        St2::at(&s.base, layout)
+    }
+
+    /// The CLI pointed at the server (or API node) at `b` (`http://host:port`).
+    pub fn at(b: &str, layout: Layout) -> St2 {
+        let b = &b.to_string();
         let (api, auth, stream) = match layout {
             Layout::Prefixed => (format!("{b}/api/v1"), format!("{b}/auth/v1"), format!("{b}/stream/v1")),
             Layout::BareV1 => (format!("{b}/v1"), format!("{b}/v1"), format!("{b}/v1")),
@@ -275,6 +280,7 @@ pub fn completed(id: &str, status: &str) -> String {
 }
 
 /// Defines `mod NAME { prefixed, bare_v1 }`: the async fn NAME(Layout) run under each layout.
+#[allow(unused_macros)]
 macro_rules! both_layouts {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -289,4 +295,5 @@ macro_rules! both_layouts {
         }
     )*};
 }
+#[allow(unused_imports)]
 pub(crate) use both_layouts;
