@@ -310,7 +310,9 @@ impl OwnPostgres {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|versions| versions.flatten().map(|v| v.path().join("bin")).filter(|b| b.join("initdb").is_file()).max())
-            .unwrap_or_else(|| panic!("initdb is missing: install PostgreSQL (Debian: apt-get install postgresql) to run the failure tests"));
+            .unwrap_or_else(|| {
+                panic!("initdb is missing: install PostgreSQL (Debian: apt-get install postgresql) to run the failure tests")
+            });
         let dir = tempfile::tempdir().unwrap();
         let pg = OwnPostgres { port: free_port(), dir, bin };
         if nix::unistd::geteuid().is_root() {
