@@ -66,30 +66,36 @@ impl JetStreamQueue {
     }
 
     async fn publish(&self, execution_id: &str, dedupe: bool) -> Result<(), String> {
-        let mut headers = async_nats::HeaderMap::new();
-        if dedupe {
-            // A second push of the same id within the duplicate window is dropped by the server.
-            headers.insert("Nats-Msg-Id", execution_id);
-        }
-        let ack = self
-            .js
-            .publish_with_headers(self.conn.subject("work", execution_id), headers, Bytes::new())
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::time::timeout(Duration::from_secs(10), ack)
-            .await
-            .map_err(|_| "no acknowledgement in 10 s".to_string())?
-            .map_err(|e| e.to_string())?;
-        Ok(())
+        publish(&self.js, self.conn.subject("work", execution_id), execution_id, dedupe).await
     }
+}
+
+/// Publishes one work message and waits for the stream to have stored it.
+async fn publish(js: &jetstream::Context, subject: String, execution_id: &str, dedupe: bool) -> Result<(), String> {
+    let mut headers = async_nats::HeaderMap::new();
+    if dedupe {
+        // A second push of the same id within the duplicate window is dropped by the server.
+        headers.insert("Nats-Msg-Id", execution_id);
+    }
+    let ack = js.publish_with_headers(subject, headers, Bytes::new()).await.map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(10), ack)
+        .await
+        .map_err(|_| "no acknowledgement in 10 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 #[async_trait]
 impl WorkQueue for JetStreamQueue {
+    /// Hands the message to a task of its own: the caller (an API request) does not wait for
+    /// JetStream, which during a NATS outage would be seconds.
     async fn push(&self, execution_id: String) {
-        if let Err(e) = self.publish(&execution_id, true).await {
-            tracing::warn!(execution = %execution_id, error = %e, "cannot queue the execution on JetStream; the sweeper queues it again");
-        }
+        let (js, subject) = (self.js.clone(), self.conn.subject("work", &execution_id));
+        tokio::spawn(async move {
+            if let Err(e) = publish(&js, subject, &execution_id, true).await {
+                tracing::warn!(execution = %execution_id, error = %e, "cannot queue the execution on JetStream; the sweeper queues it again");
+            }
+        });
     }
 
     async fn pop(&self) -> Option<String> {

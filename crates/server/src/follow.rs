@@ -7,6 +7,7 @@
 //! from its cursor; it is never dropped and never slows the action.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures::Stream;
 use squall_bus::{ChangeKind, ExecutionChange, Live, LiveRecord, Received, RecordSource, Subscription};
@@ -86,14 +87,27 @@ fn change(kind: ChangeKind, execution: Execution) -> Arc<ExecutionChange> {
     Arc::new(ExecutionChange { kind, execution, encoded: OnceLock::new() })
 }
 
+/// How long a viewer waits for an unreachable store (a database restart) before its follow ends
+/// (the client then reconnects and resumes after what it received).
+const STORE_PATIENCE: Duration = Duration::from_secs(30);
+
 /// The next page of stored records after `cursor`; `None` when the store failed (the follow
 /// then ends).
 async fn next_page(store: &dyn Store, id: &str, source: &RecordSource, cursor: u64) -> Option<Vec<Item>> {
-    match store.read_output(id, cursor, StreamFilter::All, PAGE).await {
-        Ok(page) => Some(page.into_iter().map(|record| Item::Record(Arc::new(LiveRecord::new(record, source.clone())))).collect()),
-        Err(e) => {
-            tracing::error!(execution = %id, error = %e, "cannot read output for a viewer");
-            None
+    let (give_up, mut pause) = (tokio::time::Instant::now() + STORE_PATIENCE, Duration::from_millis(100));
+    loop {
+        match store.read_output(id, cursor, StreamFilter::All, PAGE).await {
+            Ok(page) => {
+                return Some(page.into_iter().map(|record| Item::Record(Arc::new(LiveRecord::new(record, source.clone())))).collect());
+            }
+            Err(e) if e.is_transient() && tokio::time::Instant::now() < give_up => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::error!(execution = %id, error = %e, "cannot read output for a viewer");
+                return None;
+            }
         }
     }
 }
