@@ -1,6 +1,5 @@
 //! The `squall` binary.
 
-mod bench;
 mod client;
 mod config;
 mod keyfile;
@@ -75,7 +74,7 @@ enum Command {
     #[command(subcommand)]
     User(UserCommand),
     /// Benchmark a scenario against its own temporary server: `squall bench ingest --json`.
-    Bench(bench::BenchArgs),
+    Bench(squall_bench::BenchArgs),
     /// Delete old executions or their output now, on the data directory.
     #[command(subcommand)]
     Purge(purge::PurgeCommand),
@@ -302,7 +301,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server::main(args),
-        Command::Bench(args) => bench::main(args),
+        Command::Bench(args) => squall_bench::main(args),
         Command::Purge(cmd) => purge::main(cmd),
         Command::Key(KeyCommand::Generate { path }) => match keyfile::generate(&path) {
             Ok(()) => {

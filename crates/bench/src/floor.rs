@@ -83,7 +83,7 @@ fn read_request(sock: &mut TcpStream) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::http::RawStream;
+    use crate::http::RawStream;
 
     #[tokio::test]
     async fn every_connection_gets_the_bytes() {
