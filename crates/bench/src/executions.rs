@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use serde_json::Value;
 
+use super::cluster::BenchCluster;
 use super::harness::{self, BenchServer, ServerOptions, mib};
-use super::stats::Samples;
-use super::{Ctx, Run};
+use super::stats::{Samples, Sorted};
+use super::{Ctx, Figs, Run};
 
 struct Done {
     submit: Duration,
@@ -41,13 +42,46 @@ pub async fn executions(ctx: &Ctx) -> Result<Run> {
     let n = ctx.scaled(10_000.0, 20.0) as usize;
     let clients = n.min(50);
     let root = ctx.temp_root()?;
-    let server = Arc::new(BenchServer::start(root.path(), ServerOptions { env: &[], port: None }).await?);
+    let mut run = Run::default();
+    run.params.num("executions", "executions", n as f64, "").num("clients", "concurrent clients", clients as f64, "").text(
+        "action",
+        "action",
+        "core.local cmd=true",
+    );
+    let embedded = Arc::new(BenchServer::start(root.path(), ServerOptions { env: &[], port: None }).await?);
+    let (figures, per_s, samples) = measure(std::slice::from_ref(&embedded), n, clients).await?;
+    drop(embedded);
+    let Some(backends) = &ctx.cluster else {
+        run.figures = figures;
+        if ctx.svg {
+            run.latencies =
+                Some((format!("squall bench executions: submit → completion reported, {n} executions, {clients} clients"), samples));
+        }
+        return Ok(run);
+    };
+    let cluster = BenchCluster::start(&root.path().join("cluster"), backends, 2, 2, &[]).await?;
+    let (cluster_figures, cluster_per_s, cluster_samples) = measure(&cluster.apis, n, clients).await?;
+    run.ratio = Some(cluster_per_s / per_s);
+    run.baseline = figures;
+    run.figures = cluster_figures;
+    run.params.text("deployment", "deployment", "2 API + 2 runner nodes; clients spread over both API nodes");
+    run.notes.push("baseline: the embedded server in the same run; ratio: cluster ÷ embedded completions per second".into());
+    if ctx.svg {
+        run.latencies = Some((format!("squall bench executions --cluster: submit → completion, {n} executions"), cluster_samples));
+    }
+    Ok(run)
+}
+
+/// `n` executions from `clients` clients spread over `servers`: the figures, completions per
+/// second, and the submit → completion samples.
+async fn measure(servers: &[Arc<BenchServer>], n: usize, clients: usize) -> Result<(Figs, f64, Sorted)> {
     let next = Arc::new(AtomicUsize::new(0));
-    let (cpu0, bench0) = (server.cpu(), harness::bench_cpu_s());
+    let cpu0: Vec<harness::Cpu> = servers.iter().map(|s| s.cpu()).collect();
+    let bench0 = harness::bench_cpu_s();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (server, next) = (Arc::clone(&server), Arc::clone(&next));
+    for c in 0..clients {
+        let (server, next) = (Arc::clone(&servers[c % servers.len()]), Arc::clone(&next));
         tasks.push(tokio::spawn(async move {
             let mut done = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < n {
@@ -61,8 +95,13 @@ pub async fn executions(ctx: &Ctx) -> Result<Run> {
         results.extend(t.await?);
     }
     let wall = t0.elapsed();
-    let (cpu, bench_cpu) = (server.cpu().since(cpu0), harness::bench_cpu_s() - bench0);
-    let peak = server.memory().hwm_kib;
+    let cpu = servers
+        .iter()
+        .zip(&cpu0)
+        .map(|(s, c0)| s.cpu().since(*c0))
+        .fold(harness::Cpu::default(), |a, c| harness::Cpu { own_s: a.own_s + c.own_s, children_s: a.children_s + c.children_s });
+    let bench_cpu = harness::bench_cpu_s() - bench0;
+    let peak = servers.iter().map(|s| s.memory().hwm_kib).max().unwrap_or(0);
 
     let errors = results.iter().filter(|r| r.is_err()).count();
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
@@ -71,19 +110,16 @@ pub async fn executions(ctx: &Ctx) -> Result<Run> {
     let done: Vec<Done> = results.into_iter().filter_map(Result::ok).collect();
     let succeeded = done.iter().filter(|d| d.succeeded).count();
     // Cross-check with the server's own count.
+    let server = &servers[0];
     let r = server.http.get(server.url("/v1/executions?status=succeeded&limit=1&include_attributes=id")).send().await?;
     let stored: usize = r.headers().get("x-total-count").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
 
     let submit = Samples(done.iter().map(|d| d.submit.as_nanos() as u64).collect()).sorted();
     let completed = Samples(done.iter().map(|d| d.completed.as_nanos() as u64).collect()).sorted();
-    let mut run = Run::default();
-    run.params.num("executions", "executions", n as f64, "").num("clients", "concurrent clients", clients as f64, "").text(
-        "action",
-        "action",
-        "core.local cmd=true",
-    );
-    run.figures
-        .num("completed_per_s", "completed per second", done.len() as f64 / wall.as_secs_f64(), "/s")
+    let per_s = done.len() as f64 / wall.as_secs_f64();
+    let mut figures = Figs::default();
+    figures
+        .num("completed_per_s", "completed per second", per_s, "/s")
         .num("elapsed_s", "first submit → last completion", wall.as_secs_f64(), "s")
         .flag("all_succeeded", "every execution succeeded", succeeded == n && stored == n)
         .num("succeeded", "succeeded (reported on the stream)", succeeded as f64, "")
@@ -93,13 +129,9 @@ pub async fn executions(ctx: &Ctx) -> Result<Run> {
         .num("completed_max_ms", "submit → completion reported max", completed.max_ms(), "ms")
         .num("submit_p50_ms", "POST round trip p50", submit.pct_ms(50.0), "ms")
         .num("submit_p99_ms", "POST round trip p99", submit.pct_ms(99.0), "ms")
-        .num("server_cpu_s", "server CPU", cpu.own_s, "s")
-        .num("action_cpu_s", "actions' CPU", cpu.children_s, "s")
+        .num("server_cpu_s", "server CPU (the nodes serving the API)", cpu.own_s, "s")
+        .num("action_cpu_s", "actions' CPU (embedded only: a runner node's children)", cpu.children_s, "s")
         .num("bench_cpu_s", "bench (clients) CPU", bench_cpu, "s")
-        .num("server_peak_rss_mib", "server peak RSS", mib(peak), "MiB");
-    if ctx.svg {
-        run.latencies =
-            Some((format!("squall bench executions: submit → completion reported, {n} executions, {clients} clients"), completed));
-    }
-    Ok(run)
+        .num("server_peak_rss_mib", "server peak RSS (largest node)", mib(peak), "MiB");
+    Ok((figures, per_s, completed))
 }

@@ -16,9 +16,54 @@ use super::http::{OutputEvent, OutputParser, RawStream};
 /// The statuses an execution ends in.
 pub const TERMINAL: [&str; 5] = ["succeeded", "failed", "timeout", "canceled", "abandoned"];
 
-/// A `squall server` child process owned by the bench.
-pub struct BenchServer {
+/// A `squall server` child process owned by the bench: stopped (SIGTERM, then SIGKILL after a
+/// few seconds) when dropped.
+pub struct Process {
     child: Option<Child>,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within a few seconds.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => return,
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `squall server` that serves HTTP (the embedded server, or an API node of a cluster).
+pub struct BenchServer {
+    pub process: Process,
     pub addr: SocketAddr,
     pub base: String,
     pub http: reqwest::Client,
@@ -32,67 +77,95 @@ pub struct ServerOptions<'a> {
     pub port: Option<u16>,
 }
 
+/// What a node does (`--role`); `All` is the embedded server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Api,
+    Runner,
+}
+
+/// Starts `squall server --role ROLE` with its data in `data`; returns once it announced itself
+/// (its address, for nodes that listen) and how long that took.
+pub async fn start_node(data: &Path, packs: &Path, role: Role, options: ServerOptions<'_>) -> Result<(Process, Option<String>, Duration)> {
+    let exe = std::env::current_exe().context("cannot find the squall executable")?;
+    std::fs::create_dir_all(packs)?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("server").arg("--data-dir").arg(data);
+    match role {
+        Role::Runner => cmd.args(["--role", "runner"]),
+        Role::Api => cmd.args(["--role", "api", "--listen", &format!("127.0.0.1:{}", options.port.unwrap_or(0))]),
+        Role::All => cmd.args(["--listen", &format!("127.0.0.1:{}", options.port.unwrap_or(0))]),
+    };
+    cmd.env("SQUALL_CONTENT__PACKS_BASE_PATHS", packs)
+        .env("SQUALL_ACTIONRUNNER__EXIT_STILL_ACTIVE_CHECK", "2")
+        // The bench measures the data path; requests act as the development user.
+        .env("SQUALL_AUTH__ENABLE", "false")
+        .env("SQUALL_LOG", "warn,squall::server=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in options.env {
+        cmd.env(k, v);
+    }
+    // If the bench dies without stopping it, the server gets SIGTERM (and stops its
+    // actions). The signal follows the spawning thread: an async runtime worker, which
+    // lives as long as the bench.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from));
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().context("cannot start squall server")?;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        let echo = std::env::var_os("SQUALL_BENCH_SERVER_LOG").is_some();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let announced = match line.split("listening on http://").nth(1) {
+                Some(addr) => Some(Some(addr.trim().to_string())),
+                None => (role == Role::Runner && line.contains("squall is running")).then_some(None),
+            };
+            if let Some(addr) = announced
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send((addr, Instant::now()));
+            }
+            if echo {
+                eprintln!("[server {role:?}] {line}");
+            }
+        }
+    });
+    let (addr, at) = match tokio::time::timeout(Duration::from_secs(60), rx).await {
+        Ok(Ok(found)) => found,
+        _ => {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            bail!("squall server did not start (exit status {status:?}); set SQUALL_BENCH_SERVER_LOG=1 to see its log");
+        }
+    };
+    Ok((Process { child: Some(child) }, addr, at - started))
+}
+
 impl BenchServer {
-    /// Starts `squall server` with its data in `root/data`; returns once it announced its address.
+    /// Starts the embedded `squall server` with its data in `root/data`; returns once it
+    /// announced its address.
     pub async fn start(root: &Path, options: ServerOptions<'_>) -> Result<BenchServer> {
-        let exe = std::env::current_exe().context("cannot find the squall executable")?;
-        let data = root.join("data");
-        let packs = root.join("packs");
-        std::fs::create_dir_all(&packs)?;
-        let mut cmd = Command::new(exe);
-        cmd.args(["server", "--listen", &format!("127.0.0.1:{}", options.port.unwrap_or(0)), "--data-dir"])
-            .arg(&data)
-            .env("SQUALL_CONTENT__PACKS_BASE_PATHS", &packs)
-            .env("SQUALL_ACTIONRUNNER__EXIT_STILL_ACTIVE_CHECK", "2")
-            // The bench measures the data path; requests act as the development user.
-            .env("SQUALL_AUTH__ENABLE", "false")
-            .env("SQUALL_LOG", "warn,squall::server=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in options.env {
-            cmd.env(k, v);
-        }
-        // If the bench dies without stopping it, the server gets SIGTERM (and stops its
-        // actions). The signal follows the spawning thread: an async runtime worker, which
-        // lives as long as the bench.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from));
-        }
-        let started = Instant::now();
-        let mut child = cmd.spawn().context("cannot start squall server")?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            let echo = std::env::var_os("SQUALL_BENCH_SERVER_LOG").is_some();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on http://").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send((addr.trim().to_string(), Instant::now()));
-                }
-                if echo {
-                    eprintln!("[server] {line}");
-                }
-            }
-        });
-        let (addr, at) = match tokio::time::timeout(Duration::from_secs(60), rx).await {
-            Ok(Ok(found)) => found,
-            _ => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                bail!("squall server did not start (exit status {status:?}); set SQUALL_BENCH_SERVER_LOG=1 to see its log");
-            }
-        };
+        BenchServer::start_as(&root.join("data"), &root.join("packs"), Role::All, options).await
+    }
+
+    /// Starts a node that serves HTTP (`All` or `Api`).
+    pub async fn start_as(data: &Path, packs: &Path, role: Role, options: ServerOptions<'_>) -> Result<BenchServer> {
+        let (process, addr, listening_after) = start_node(data, packs, role, options).await?;
+        let addr = addr.ok_or_else(|| anyhow!("a {role:?} node serves no HTTP"))?;
         let addr: SocketAddr = addr.parse().with_context(|| format!("unexpected listen address {addr}"))?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
-        Ok(BenchServer { child: Some(child), addr, base: format!("http://{addr}"), http, listening_after: at - started })
+        Ok(BenchServer { process, addr, base: format!("http://{addr}"), http, listening_after })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.process.pid()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -203,31 +276,6 @@ impl BenchServer {
         })
         .await?;
         Ok((records, eof.ok_or_else(|| anyhow!("{path}: stream ended without EOF"))?))
-    }
-
-    /// SIGTERM, then SIGKILL if it has not exited within a few seconds.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => return,
-                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Drop for BenchServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

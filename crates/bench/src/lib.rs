@@ -1,14 +1,18 @@
-//! `squall bench SCENARIO`: starts its own server on a temporary data directory, drives it with
-//! a built-in async load generator, measures the scenario's baseline in the same run, and
-//! reports every figure against the targets (a readable summary, or one JSON object with
-//! `--json`). `--scale` (or `--quick`) shrinks every size so CI can run each scenario in seconds.
+//! `squall bench SCENARIO`: starts its own server on a temporary data directory (with
+//! `--cluster`, also a cluster of API and runner nodes on PostgreSQL and NATS), drives it with a
+//! built-in async load generator, measures the scenario's baseline in the same run, and reports
+//! every figure against the targets (a readable summary, or one JSON object with `--json`).
+//! `--scale` (or `--quick`) shrinks every size so CI can run each scenario in seconds.
 //!
-//! Layout: `harness` (the server child, HTTP helpers, process accounting), `http` (the raw
-//! streaming HTTP client and SSE parser the viewers use), `stats`, `emit` (the paced line
-//! writer the latency scenarios run as their action), and one module per family of scenarios.
+//! Layout: `harness` (the server child, HTTP helpers, process accounting), `cluster` (the
+//! cluster's nodes and its clean-up), `http` (the raw streaming HTTP client and SSE parser the
+//! viewers use), `stats`, `emit` (the paced line writer the latency scenarios run as their
+//! action), and one module per family of scenarios.
 
+mod cluster;
 mod emit;
 mod executions;
+mod failover;
 mod floor;
 mod harness;
 mod http;
@@ -50,6 +54,17 @@ pub struct BenchArgs {
     /// Where the temporary data directories go [default: $TMPDIR or /tmp].
     #[arg(long, value_name = "DIR")]
     tmp_dir: Option<PathBuf>,
+    /// Measure a cluster — 2 API and 2 runner nodes, separate processes, on PostgreSQL and NATS —
+    /// against the embedded server in the same run (latency, ingest, executions, fanout;
+    /// failover always runs on a cluster).
+    #[arg(long)]
+    cluster: bool,
+    /// The cluster's PostgreSQL (a schema of the run's own is created and dropped).
+    #[arg(long, env = "SQUALL_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/test", value_name = "URL")]
+    database_url: String,
+    /// The cluster's NATS, with JetStream (a subject prefix of the run's own).
+    #[arg(long, env = "SQUALL_BENCH_NATS_URL", default_value = "nats://127.0.0.1:4222", value_name = "URL")]
+    nats_url: String,
 
     // `squall bench emit`: the paced line writer the latency scenarios run as their action.
     #[arg(long, hide = true, default_value_t = 0)]
@@ -80,6 +95,8 @@ pub enum Scenario {
     Executions,
     /// A fresh server: time to accept requests, idle RSS, peak RSS during `ingest`.
     Idle,
+    /// A cluster's runner node is killed while it runs an action: time until `abandoned`.
+    Failover,
     #[value(hide = true)]
     Emit,
 }
@@ -96,6 +113,7 @@ impl Scenario {
             Scenario::Mask => "mask",
             Scenario::Executions => "executions",
             Scenario::Idle => "idle",
+            Scenario::Failover => "failover",
             Scenario::Emit => "emit",
         }
     }
@@ -111,13 +129,29 @@ impl Scenario {
             Scenario::Mask => "ingest with 1,000 secret values registered",
             Scenario::Executions => "10,000 trivial executions (core.local cmd=true) from 50 concurrent clients",
             Scenario::Idle => "a fresh server: start-up, idle memory, peak memory during ingest",
+            Scenario::Failover => "kill -9 the runner node of a running action in a cluster of 1 API and 2 runner nodes",
             Scenario::Emit => "",
         }
     }
 
-    fn targets(self) -> Vec<Target> {
+    /// Whether the scenario can run against a cluster (and must, for `failover`).
+    fn on_cluster(self) -> bool {
+        matches!(self, Scenario::Latency | Scenario::Ingest | Scenario::Executions | Scenario::Fanout | Scenario::Failover)
+    }
+
+    fn targets(self, cluster: bool) -> Vec<Target> {
         use Op::*;
         let t = |figure, op, limit| Target { figure, op, limit };
+        if cluster {
+            return match self {
+                Scenario::Latency => vec![t("latency_p50_ms", AtMost, 2.0), t("latency_p99_ms", AtMost, 10.0), t("every_line", Holds, 0.0)],
+                Scenario::Ingest => vec![t("ratio", AtMost, 2.0), t("every_byte_committed", Holds, 0.0)],
+                Scenario::Executions => vec![t("completed_per_s", AtLeast, 500.0), t("all_succeeded", Holds, 0.0)],
+                Scenario::Fanout => vec![t("every_viewer_every_line", Holds, 0.0), t("latency_p99_ms", AtMost, 100.0)],
+                Scenario::Failover => vec![t("abandoned_s", AtMost, 10.0), t("group_gone", Holds, 0.0)],
+                _ => vec![],
+            };
+        }
         match self {
             Scenario::Ingest | Scenario::Lines => {
                 vec![t("ratio", AtMost, if self == Scenario::Ingest { 1.3 } else { 1.5 }), t("every_byte_committed", Holds, 0.0)]
@@ -131,7 +165,7 @@ impl Scenario {
             Scenario::Mask => vec![t("ratio", AtMost, 1.05)],
             Scenario::Executions => vec![t("completed_per_s", AtLeast, 500.0), t("all_succeeded", Holds, 0.0)],
             Scenario::Idle => vec![t("ready_ms", AtMost, 200.0), t("idle_rss_mib", AtMost, 30.0), t("ingest_peak_rss_mib", AtMost, 64.0)],
-            Scenario::Emit => vec![],
+            Scenario::Failover | Scenario::Emit => vec![],
         }
     }
 }
@@ -173,6 +207,8 @@ pub struct Ctx {
     pub scale: f64,
     tmp: PathBuf,
     pub svg: bool,
+    /// Also measure a cluster on these backends (`--cluster`).
+    pub cluster: Option<cluster::Backends>,
 }
 
 impl Ctx {
@@ -269,8 +305,9 @@ fn aggregate(figs: &[&Figs]) -> Figs {
 
 /// Reports a scenario this build cannot measure, with no figures.
 fn unavailable(scenario: Scenario, mut head: Map<String, Value>, reason: &str, params: &Figs, json: bool) -> ExitCode {
+    let cluster = head.get("cluster") == Some(&Value::Bool(true));
     let targets: Vec<Value> =
-        scenario.targets().iter().map(|t| json!({"figure": t.figure, "target": t.text(), "value": null, "holds": null})).collect();
+        scenario.targets(cluster).iter().map(|t| json!({"figure": t.figure, "target": t.text(), "value": null, "holds": null})).collect();
     if json {
         head.insert("available".into(), json!(false));
         head.insert("reason".into(), json!(reason));
@@ -285,7 +322,7 @@ fn unavailable(scenario: Scenario, mut head: Map<String, Value>, reason: &str, p
     } else {
         println!("squall bench {} — {}", scenario.name(), scenario.description());
         println!("{reason}");
-        for t in scenario.targets() {
+        for t in scenario.targets(cluster) {
             println!("  {:<32} not measured", t.text());
         }
     }
@@ -313,12 +350,27 @@ async fn bench(args: BenchArgs) -> ExitCode {
         eprintln!("squall: --scale must be a positive number and --runs at least 1");
         return ExitCode::from(2);
     }
-    let ctx = Ctx { scale, tmp: args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir), svg: args.svg.is_some() };
     let scenario = args.scenario;
+    let on_cluster = args.cluster || scenario == Scenario::Failover;
+    if on_cluster && !scenario.on_cluster() {
+        eprintln!(
+            "squall: {} is not measured on a cluster; --cluster applies to latency, ingest, executions, fanout and failover",
+            scenario.name()
+        );
+        return ExitCode::from(2);
+    }
+    let backends = cluster::Backends { database_url: args.database_url.clone(), nats_url: args.nats_url.clone() };
+    let ctx = Ctx {
+        scale,
+        tmp: args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir),
+        svg: args.svg.is_some(),
+        cluster: on_cluster.then(|| backends.clone()),
+    };
     let mut head = Map::new();
     head.insert("scenario".into(), json!(scenario.name()));
     head.insert("description".into(), json!(scenario.description()));
     head.insert("scale".into(), json!(scale));
+    head.insert("cluster".into(), json!(on_cluster));
     head.insert("machine".into(), harness::machine());
 
     let mut runs = Vec::new();
@@ -338,6 +390,7 @@ async fn bench(args: BenchArgs) -> ExitCode {
                 Scenario::Join => viewers::join(&ctx).await,
                 Scenario::Executions => executions::executions(&ctx).await,
                 Scenario::Mask => throughput::mask(&ctx).await,
+                Scenario::Failover => failover::failover(&ctx, &backends).await,
                 Scenario::Emit => unreachable!("handled in main"),
             }
         };
@@ -360,7 +413,9 @@ async fn bench(args: BenchArgs) -> ExitCode {
                     (other.max(0.0) / capacity * 1000.0).round() / 1000.0,
                     "of the machine",
                 );
-                if other > 0.05 * capacity {
+                if on_cluster {
+                    run.notes.push("in a cluster run, PostgreSQL and NATS count as other processes".into());
+                } else if other > 0.05 * capacity {
                     run.notes.push(format!(
                         "other processes used {:.0}% of the machine's CPU during a run; its figures are disturbed",
                         100.0 * other / capacity
@@ -391,7 +446,7 @@ async fn bench(args: BenchArgs) -> ExitCode {
         fig_map.insert("ratio".into(), json!((r * 1e4).round() / 1e4));
     }
     let targets: Vec<(Target, Option<Value>, Option<bool>)> = scenario
-        .targets()
+        .targets(on_cluster)
         .into_iter()
         .map(|t| {
             let v = fig_map.get(t.figure).cloned();
@@ -432,8 +487,9 @@ async fn bench(args: BenchArgs) -> ExitCode {
 
     let m = harness::machine();
     println!(
-        "squall bench {} — {}{}",
+        "squall bench {}{} — {}{}",
         scenario.name(),
+        if on_cluster { " --cluster" } else { "" },
         scenario.description(),
         if full_size { String::new() } else { format!(" (scale {scale})") }
     );

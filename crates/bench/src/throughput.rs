@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde_json::json;
 
+use super::cluster::{Backends, BenchCluster};
 use super::harness::{self, BenchServer, ServerOptions, mib, quote};
 use super::http::RawStream;
 use super::{Ctx, Figs, Run, stats};
@@ -18,7 +19,37 @@ pub async fn ingest(ctx: &Ctx) -> Result<Run> {
     let bytes = ctx.scaled(GIB, MIB) as u64;
     let mut params = Figs::default();
     params.num("bytes", "bytes", bytes as f64, "").num("line_bytes", "line length", 100.0, "bytes");
-    against_file(ctx, &harness::bulk_cmd(bytes), bytes, params).await
+    match &ctx.cluster {
+        Some(backends) => against_embedded(ctx, backends, &harness::bulk_cmd(bytes), bytes, params).await,
+        None => against_file(ctx, &harness::bulk_cmd(bytes), bytes, params).await,
+    }
+}
+
+/// The same ingest through a cluster (its output into PostgreSQL) and through the embedded
+/// server, E C C E, comparing the means of submit → succeeded.
+async fn against_embedded(ctx: &Ctx, backends: &Backends, cmd: &str, expected: u64, mut params: Figs) -> Result<Run> {
+    let root = ctx.temp_root()?;
+    let embedded = BenchServer::start(root.path(), ServerOptions { env: &[], port: None }).await?;
+    let cluster = BenchCluster::start(&root.path().join("cluster"), backends, 2, 2, &[]).await?;
+    let early = settled_ingest(&embedded, cmd, expected).await?;
+    let c = settled_ingest(&cluster.apis[0], cmd, expected).await?.and(&settled_ingest(&cluster.apis[0], cmd, expected).await?);
+    let e = early.and(&settled_ingest(&embedded, cmd, expected).await?);
+    params.text("deployment", "deployment", "2 API + 2 runner nodes on PostgreSQL and NATS");
+    let mut run = Run { params, ..Run::default() };
+    run.figures
+        .num("elapsed_s", "submit → succeeded through the cluster (mean of 2)", c.elapsed.as_secs_f64(), "s")
+        .num("throughput_mib_s", "throughput", expected as f64 / MIB / c.elapsed.as_secs_f64(), "MiB/s")
+        .text("status", "status", &c.status)
+        .flag("every_byte_committed", "every byte committed", c.status == "succeeded" && c.committed == expected)
+        .num("committed_bytes", "committed bytes", c.committed as f64, "")
+        .num("records", "records in the log", c.records as f64, "");
+    run.baseline
+        .num("elapsed_s", "submit → succeeded, embedded server (mean of 2)", e.elapsed.as_secs_f64(), "s")
+        .num("throughput_mib_s", "throughput", expected as f64 / MIB / e.elapsed.as_secs_f64(), "MiB/s")
+        .flag("every_byte_committed", "every byte committed", e.status == "succeeded" && e.committed == expected);
+    run.ratio = Some(c.elapsed.as_secs_f64() / e.elapsed.as_secs_f64());
+    run.notes.push("baseline: the embedded server in the same run (E C C E); ratio: cluster ÷ embedded".into());
+    Ok(run)
 }
 
 pub async fn lines(ctx: &Ctx) -> Result<Run> {
@@ -111,6 +142,12 @@ impl Ingested {
             peak_rss_kib: self.peak_rss_kib.max(other.peak_rss_kib),
         }
     }
+}
+
+/// [`ingest_once`] after writing dirty pages out, so each run starts alike.
+async fn settled_ingest(server: &BenchServer, cmd: &str, expected: u64) -> Result<Ingested> {
+    harness::settle_disk().await?;
+    ingest_once(server, cmd, expected).await
 }
 
 /// Submits `cmd`, waits for its end, and checks what the log holds.
