@@ -31,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The version of this squall, with the commit it was built from.
+    Version,
     /// Run the server: API, stream and runner in one process on embedded storage, or one node of
     /// a cluster on PostgreSQL and NATS (`--role`).
     Server(ServerArgs),
@@ -64,6 +66,7 @@ enum Command {
     },
     /// Who the server thinks you are.
     Whoami {
+        /// Print JSON
         #[arg(long, short = 'j')]
         json: bool,
     },
@@ -123,20 +126,25 @@ enum ExecutionCommand {
     /// The most recent executions, newest last.
     List {
         /// How many
-        #[arg(short = 'n', long, default_value_t = 20)]
+        #[arg(short = 'n', long = "limit", default_value_t = 20)]
         n: u32,
-        /// Only this status (succeeded, failed, running, …)
-        #[arg(long)]
+        /// Only this status
+        #[arg(long, value_parser = [
+            "requested", "scheduled", "delayed", "running", "canceling",
+            "succeeded", "failed", "timeout", "canceled", "abandoned",
+        ])]
         status: Option<String>,
         /// Only this action
         #[arg(long)]
         action: Option<String>,
+        /// Print JSON
         #[arg(long, short = 'j')]
         json: bool,
     },
     /// One execution (`last` for the newest).
     Get {
         id: String,
+        /// Print JSON
         #[arg(long, short = 'j')]
         json: bool,
         /// Show the status history too
@@ -155,6 +163,7 @@ enum ExecutionCommand {
     /// The stored output so far, byte-exact (does not wait).
     Output {
         id: String,
+        /// Only this stream (it goes to stdout)
         #[arg(long = "type", value_parser = ["stdout", "stderr"])]
         kind: Option<String>,
         /// Only the output of this remote host (remote runners)
@@ -167,6 +176,7 @@ enum ExecutionCommand {
         /// Execution id, or `last`
         #[arg(default_value = "last")]
         id: String,
+        /// Only this stream (it goes to stdout)
         #[arg(long = "type", value_parser = ["stdout", "stderr"])]
         kind: Option<String>,
         /// Only the output of this remote host (remote runners)
@@ -190,23 +200,22 @@ enum ApikeyCommand {
     Create {
         #[arg(long)]
         user: Option<String>,
+        /// Print JSON
         #[arg(long, short = 'j')]
         json: bool,
     },
     /// Your keys (every key for an admin).
     List {
+        /// Print JSON
         #[arg(long, short = 'j')]
         json: bool,
     },
-    Enable {
-        id: String,
-    },
-    Disable {
-        id: String,
-    },
-    Delete {
-        id: String,
-    },
+    /// Let a key authenticate again.
+    Enable { id: String },
+    /// Stop a key from authenticating (it stays listed).
+    Disable { id: String },
+    /// Remove a key.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -214,19 +223,19 @@ enum UserCommand {
     /// Add a user; the password is read from stdin or prompted for.
     Add {
         name: String,
-        #[arg(long, env = "SQUALL_DATA_DIR", default_value = "./squall-data")]
+        #[arg(long, env = "SQUALL_DATA_DIR", hide_env_values = true, default_value = "./squall-data")]
         data_dir: PathBuf,
     },
     /// Change a user's password.
     Passwd {
         name: String,
-        #[arg(long, env = "SQUALL_DATA_DIR", default_value = "./squall-data")]
+        #[arg(long, env = "SQUALL_DATA_DIR", hide_env_values = true, default_value = "./squall-data")]
         data_dir: PathBuf,
     },
     /// Remove a user with their tokens and API keys.
     Remove {
         name: String,
-        #[arg(long, env = "SQUALL_DATA_DIR", default_value = "./squall-data")]
+        #[arg(long, env = "SQUALL_DATA_DIR", hide_env_values = true, default_value = "./squall-data")]
         data_dir: PathBuf,
     },
 }
@@ -237,12 +246,14 @@ enum ActionCommand {
     List {
         #[arg(long, short = 'p')]
         pack: Option<String>,
+        /// Print JSON
         #[arg(long, short = 'j')]
         json: bool,
     },
     /// One action and its parameters.
     Get {
         reference: String,
+        /// Print JSON
         #[arg(long, short = 'j')]
         json: bool,
     },
@@ -251,7 +262,7 @@ enum ActionCommand {
 #[derive(clap::Args)]
 pub struct ServerArgs {
     /// Where the database lives; created on first start.
-    #[arg(long, env = "SQUALL_DATA_DIR", default_value = "./squall-data")]
+    #[arg(long, env = "SQUALL_DATA_DIR", hide_env_values = true, default_value = "./squall-data")]
     pub data_dir: PathBuf,
     /// Address to listen on (repeatable). Replaces the defaults 127.0.0.1:9100, :9101 and :9102.
     /// Port 0 picks a free port; the chosen addresses are logged.
@@ -301,6 +312,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server::main(args),
+        Command::Version => {
+            println!("squall {} ({})", env!("CARGO_PKG_VERSION"), option_env!("SQUALL_COMMIT").unwrap_or("commit unknown"));
+            ExitCode::SUCCESS
+        }
         Command::Bench(args) => squall_bench::main(args),
         Command::Purge(cmd) => purge::main(cmd),
         Command::Key(KeyCommand::Generate { path }) => match keyfile::generate(&path) {
@@ -346,7 +361,9 @@ async fn run_client(url: Option<String>, command: Command) -> client::CliResult<
     }
     let api = client::Api::new(&client::resolve_url(url)?)?;
     match command {
-        Command::Server(_) | Command::Bench(_) | Command::Purge(_) | Command::Key(_) => unreachable!("handled in main"),
+        Command::Server(_) | Command::Bench(_) | Command::Purge(_) | Command::Key(_) | Command::Version => {
+            unreachable!("handled in main")
+        }
         Command::Run { action, options } => execution::run(&api, &action, &options.parameters, options.wait(), options.json).await,
         Command::Execution(ExecutionCommand::List { n, status, action, json }) => execution::list(&api, n, status, action, json).await,
         Command::Execution(ExecutionCommand::Get { id, json, detail }) => execution::get(&api, &id, json, detail).await,

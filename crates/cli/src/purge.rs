@@ -30,20 +30,22 @@ pub enum PurgeCommand {
 
 #[derive(clap::Args)]
 pub struct PurgeArgs {
-    /// Age, e.g. 30d, 12h, 1w2d, 90m
+    /// Age, e.g. 30d, 12h, 1w2d, 90m; 0s for everything that has ended
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     older_than: Duration,
     /// Only this action (pack.name) or pack
     #[arg(long)]
     action: Option<String>,
-    /// Print how many would go, delete nothing
+    /// Print how many would go, change nothing
     #[arg(long)]
     dry_run: bool,
+    /// The server's data directory
     #[arg(long, env = "SQUALL_DATA_DIR", default_value = "./squall-data")]
     data_dir: PathBuf,
 }
 
-/// `30d`, `12h`, `1w2d`, `90m`, `45s`: a whole, positive number of units.
+/// `30d`, `12h`, `1w2d`, `90m`, `45s`: whole numbers of units; `0s` means "now" (everything
+/// that has ended).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("\"{text}\" is not a duration: use a number with a unit, e.g. 30d, 12h, 1w2d, 90m, 45s");
     if text.is_empty() || text.starts_with('-') {
@@ -68,10 +70,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total = n.checked_mul(unit).and_then(|s| total.checked_add(s)).ok_or_else(bad)?;
         number.clear();
     }
-    if !number.is_empty() || total == 0 {
+    if !number.is_empty() {
         return Err(bad());
     }
     Ok(Duration::from_secs(total))
+}
+
+/// The store of an existing data directory: a missing one is an error, never created.
+pub async fn open_existing(data_dir: &std::path::Path) -> Result<SqliteStore, String> {
+    if !data_dir.join("squall.db").is_file() {
+        return Err(format!(
+            "no squall data directory at {} (no squall.db there); name it with --data-dir or SQUALL_DATA_DIR",
+            data_dir.display()
+        ));
+    }
+    SqliteStore::open(data_dir).await.map_err(|e| format!("cannot open the database in {}: {e}", data_dir.display()))
 }
 
 fn before(age: Duration) -> Timestamp {
@@ -94,8 +107,7 @@ async fn run(cmd: PurgeCommand) -> Result<(), String> {
         PurgeCommand::Executions { common, include_running_older_than } => (common, include_running_older_than, false),
         PurgeCommand::Output { common } => (common, None, true),
     };
-    let store =
-        SqliteStore::open(&common.data_dir).await.map_err(|e| format!("cannot open the database in {}: {e}", common.data_dir.display()))?;
+    let store = open_existing(&common.data_dir).await?;
     let scope = PurgeScope {
         ended_before: Some(before(common.older_than)),
         unfinished_started_before: running.map(before),
@@ -142,7 +154,8 @@ mod tests {
         assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
         assert_eq!(parse_duration("1w2d").unwrap(), Duration::from_secs(9 * 86_400));
         assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
-        for bad in ["", "-3d", "10", "3x", "d", "0s", "99999999999999999999w"] {
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO, "everything that has ended");
+        for bad in ["", "-3d", "10", "3x", "d", "99999999999999999999w"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

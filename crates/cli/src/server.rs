@@ -42,9 +42,12 @@ pub fn main(args: ServerArgs) -> ExitCode {
     }
 }
 
+/// Logs go to stderr; colour only on a terminal, and never with `NO_COLOR` set.
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG").unwrap_or_else(|_| "info,sqlx=warn,async_nats=warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(std::io::stderr).init();
 }
 
 /// The backends a node runs on: embedded (SQLite, in-process bus and queue) or distributed
@@ -147,12 +150,16 @@ fn runner_settings(config: &Config, api_url: String, sealing: SealingKey) -> Run
 
 async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref()).map_err(anyhow::Error::msg).context("invalid configuration")?;
+    let _lock = lock_data_dir(&args.data_dir)?;
     let Backends { store, bus, queue, distributed } = Backends::open(&args, &config).await?;
-    if distributed {
-        std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    }
     let sealing = sealing_key(&args, &config, distributed)?;
     let content = Arc::new(Content::load(&config.content.paths()).context("cannot load packs")?);
+    tracing::info!(
+        "loaded {} packs with {} actions from {} (and the built-in core pack)",
+        content.packs_on_disk(),
+        content.catalog.actions().filter(|a| a.pack != "core").count(),
+        config.content.packs_base_paths
+    );
     let (serves_api, runs_actions) = (args.role != Role::Runner, args.role != Role::Api);
 
     let listeners = if serves_api { bind(&args.listen).await? } else { Vec::new() };
@@ -252,7 +259,22 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(grace_seconds = grace.as_secs(), "shutting down: no new work is taken; running executions get the grace period");
     stop_work.cancel();
     if let Some(w) = &worker {
-        w.shutdown(grace).await;
+        let running = w.running_ids();
+        if !running.is_empty() {
+            tracing::info!(
+                "waiting up to {} s for {} running executions to finish ({}); a second Ctrl-C or SIGTERM stops them now",
+                grace.as_secs(),
+                running.len(),
+                running.join(", ")
+            );
+        }
+        tokio::select! {
+            () = w.shutdown(grace) => {}
+            _ = wait_for_signal() => {
+                tracing::warn!("second signal: stopping the running executions now; they end abandoned");
+                w.shutdown(Duration::ZERO).await;
+            }
+        }
     }
     if let Some(m) = &membership {
         m.leave().await;
@@ -312,7 +334,7 @@ async fn ensure_admin(store: &dyn Store, data_dir: &std::path::Path) -> anyhow::
         return Ok(()); // another node created it first
     }
     if generated {
-        use std::io::Write;
+        use std::io::{IsTerminal, Write};
         use std::os::unix::fs::OpenOptionsExt;
         let path = data_dir.join("initial-admin-password");
         let mut file = std::fs::OpenOptions::new()
@@ -323,11 +345,54 @@ async fn ensure_admin(store: &dyn Store, data_dir: &std::path::Path) -> anyhow::
             .open(&path)
             .with_context(|| format!("cannot write {}", path.display()))?;
         writeln!(file, "{password}")?;
-        eprintln!("\nCreated user {ADMIN_USER} with password {password}\n(also saved in {}; this is shown only once)\n", path.display());
+        // On a terminal the operator sees it once; a log (a file, the journal) never holds it.
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "\nCreated user {ADMIN_USER} with password {password}\n(also saved in {}; this is shown only once)\n",
+                path.display()
+            );
+        } else {
+            tracing::warn!("created user {ADMIN_USER} with a generated password, saved in {} (mode 0600)", path.display());
+        }
     } else {
         tracing::info!("created user {ADMIN_USER} with the password from SQUALL_ADMIN_PASSWORD");
     }
     Ok(())
+}
+
+/// Holds `<data-dir>/server.lock` while the server runs: a second server on the same data
+/// directory would take the first one's running executions for dead and mark them abandoned.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("server.lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            lock.set_len(0)?;
+            lock.rewind()?;
+            write!(lock, "{}", std::process::id())?;
+            Ok(lock)
+        }
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            anyhow::bail!(
+                "another squall server (pid {}) is using the data directory {}; stop it, or give this server its own --data-dir",
+                pid.trim(),
+                dir.display()
+            )
+        }
+        Err((_, e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
+    }
 }
 
 async fn bind(listen: &[String]) -> anyhow::Result<Vec<TcpListener>> {

@@ -214,6 +214,10 @@ async fn first_start_writes_a_private_admin_password() {
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let password = std::fs::read_to_string(&path).unwrap();
     login(&s, "st2admin", password.trim()).await;
+    // Not on a terminal (a file, a pipe, the journal), the log names the file, never the password.
+    let log = s.log();
+    assert!(!log.contains(password.trim()), "the password is in the log:\n{log}");
+    assert!(log.contains("initial-admin-password"), "{log}");
 }
 
 fn rbac_dir(root: &std::path::Path) {

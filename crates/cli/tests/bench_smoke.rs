@@ -7,12 +7,23 @@ use std::process::Command;
 use serde_json::Value;
 
 fn bench(scenario: &str) -> Value {
+    bench_with(scenario, &[])
+}
+
+/// `squall bench SCENARIO --quick --json EXTRA…` on a temporary directory of its own; the
+/// cluster runs use the test machine's PostgreSQL and NATS (`SQUALL_TEST_DATABASE_URL`,
+/// `SQUALL_TEST_NATS_URL`, as the other cluster tests).
+fn bench_with(scenario: &str, extra: &[&str]) -> Value {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
-        .args(["bench", scenario, "--quick", "--json", "--tmp-dir"])
-        .arg(tmp.path())
-        .output()
-        .expect("run squall bench");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_squall"));
+    cmd.args(["bench", scenario, "--quick", "--json", "--tmp-dir"]).arg(tmp.path()).args(extra);
+    if let Ok(url) = std::env::var("SQUALL_TEST_DATABASE_URL") {
+        cmd.env("SQUALL_BENCH_DATABASE_URL", url);
+    }
+    if let Ok(url) = std::env::var("SQUALL_TEST_NATS_URL") {
+        cmd.env("SQUALL_BENCH_NATS_URL", url);
+    }
+    let out = cmd.output().expect("run squall bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -106,4 +117,23 @@ fn mask() {
     } else {
         check(&v, &["elapsed_s", "every_byte_committed"], true);
     }
+}
+
+#[test]
+fn latency_on_a_cluster() {
+    let v = bench_with("latency", &["--cluster"]);
+    assert_eq!(v["cluster"], true);
+    check(&v, &["latency_p50_ms", "latency_p99_ms", "every_line"], true);
+}
+
+#[test]
+fn executions_on_a_cluster() {
+    check(&bench_with("executions", &["--cluster"]), &["completed_per_s", "all_succeeded"], true);
+}
+
+#[test]
+fn failover() {
+    let v = bench("failover");
+    assert_eq!(v["cluster"], true, "failover always runs on a cluster");
+    check(&v, &["abandoned_s", "group_gone"], false);
 }

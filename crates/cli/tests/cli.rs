@@ -68,8 +68,9 @@ async fn tail_of_a_finished_execution_prints_everything_with_its_exit_code() {
     let out = squall(&s, &["execution", "tail", "last"]);
     assert_eq!(text(&out.stdout), "to-out\n");
     assert!(text(&out.stderr).starts_with("to-err\n"));
+    // One chosen stream goes to stdout, as `output --type` does (`tail --type stderr > file`).
     let only_err = squall(&s, &["execution", "tail", &id, "--type", "stderr"]);
-    assert_eq!(text(&only_err.stdout), "");
+    assert_eq!(text(&only_err.stdout), "to-err\n");
     let meta = squall(&s, &["execution", "tail", &id, "--include-metadata", "--type", "stdout"]);
     let line = text(&meta.stdout);
     assert!(line.starts_with("[20") && line.ends_with("Z][stdout] to-out\n"), "{line}");
@@ -126,6 +127,9 @@ async fn tail_survives_a_server_restart_without_loss_or_repeat() {
     let stored = text(&get_bytes(&s, &format!("/v1/executions/{id}/output?output_type=stdout")).await);
     assert_eq!(seen, stored, "nothing lost, nothing repeated");
     assert_eq!(status.code(), Some(5), "abandoned");
+    let mut err = String::new();
+    tail.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("Lost the connection to") && err.contains("Reconnected; resuming after record"), "{err}");
 }
 
 #[tokio::test]
@@ -225,4 +229,28 @@ async fn the_url_comes_from_the_user_config_file() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn small_conveniences() {
+    let s = Server::start();
+    // `version` names the commit.
+    let out = squall(&s, &["version"]);
+    assert!(out.status.success() && text(&out.stdout).starts_with("squall "), "{}", text(&out.stdout));
+    // An unknown status is refused with the list of valid ones.
+    let out = squall(&s, &["execution", "list", "--status", "bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("possible values"), "{}", text(&out.stderr));
+    // `action get` lists the runner's parameters too.
+    let out = squall(&s, &["action", "get", "core.local"]);
+    let table = text(&out.stdout);
+    assert!(table.contains("timeout") && table.contains("runner") && table.contains("env") && table.contains("cwd"), "{table}");
+    // A parameter error names the action and where to look.
+    let out = squall(&s, &["run", "core.local", "timeout=5"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(text(&out.stderr).contains("squall action get core.local"), "{}", text(&out.stderr));
+    // A run that fails in the runner says why.
+    let out = squall(&s, &["run", "core.remote", "hosts=127.0.0.1:1", "cmd=true", "--tail"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("error:"), "{}", text(&out.stderr));
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -162,4 +163,38 @@ async fn bad_configuration_is_reported_at_start() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected ADDR:PORT"));
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_is_refused() {
+    let s = Server::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(s.data_dir())
+        .env("SQUALL_AUTH__ENABLE", "false")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("another squall server (pid {})", s.pid())) && err.contains("--data-dir"), "{err}");
+    // The first one is untouched.
+    let id = run_cmd(&s, "echo still here", json!({})).await;
+    assert_eq!(wait_done(&s, &id, Duration::from_secs(20)).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn the_log_has_a_line_per_execution_and_no_colour_in_a_pipe() {
+    let s = Server::start();
+    let id = run_cmd(&s, "exit 3", json!({})).await;
+    wait_done(&s, &id, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !s.log().contains("ended") {
+        assert!(Instant::now() < deadline, "no end line in the log:\n{}", s.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = s.log();
+    assert!(!log.contains('\x1b'), "colour codes in a log that goes to a pipe:\n{log}");
+    let ended = log.lines().find(|l| l.contains(&id) && l.contains("ended")).unwrap_or_else(|| panic!("{log}"));
+    assert!(ended.contains("action=core.local") && ended.contains("status=failed") && ended.contains("user="), "{ended}");
+    assert!(log.contains("loaded 0 packs with 0 actions from"), "{log}");
 }

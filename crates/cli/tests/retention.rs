@@ -112,12 +112,29 @@ async fn purge_commands_with_dry_run_and_bad_input() {
     let out = squall(&s, &["purge", "executions", "--older-than", "1s", "--include-running-older-than", "1s", "--dry-run"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 executions would be purged");
 
-    for bad in ["-5d", "soon", "10", "0s"] {
+    for bad in ["-5d", "soon", "10"] {
         let out = squall(&s, &["purge", "executions", "--older-than", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("is not a duration") || err.contains("unexpected argument"), "{bad}: {err}");
     }
+    // 0s: everything that has ended, now.
+    let quick = run_cmd(&s, "echo quick", json!({})).await;
+    wait_done(&s, &quick, Duration::from_secs(20)).await;
+    let out = squall(&s, &["purge", "executions", "--older-than", "0s", "--dry-run"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 executions would be purged", "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A data directory that does not exist is named, and nothing is created.
+    let nowhere = s.dir.path().join("no-such-data");
+    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["purge", "executions", "--older-than", "1d", "--dry-run", "--data-dir"])
+        .arg(&nowhere)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--data-dir") && err.contains("SQUALL_DATA_DIR"), "{err}");
+    assert!(!nowhere.exists(), "a dry run writes nothing");
 }
 
 #[tokio::test]

@@ -31,6 +31,14 @@ impl Timestamp {
         }
     }
 
+    /// `Tue, 01 Dec 2026 21:47:34 UTC`: how `st2` shows times in its tables.
+    pub fn to_display(self) -> String {
+        match Utc.timestamp_micros(self.0) {
+            chrono::LocalResult::Single(t) => t.format("%a, %d %b %Y %H:%M:%S UTC").to_string(),
+            _ => "Thu, 01 Jan 1970 00:00:00 UTC".to_string(),
+        }
+    }
+
     /// Parses the formats StackStorm accepts in query strings:
     /// `YYYY-MM-DD[T ]hh:mm:ss[.ffffff](Z|+00|+0000|+00:00)`.
     pub fn parse_query(s: &str) -> Option<Timestamp> {

@@ -49,6 +49,11 @@ impl Content {
         Ok(content)
     }
 
+    /// Packs loaded from disk (the built-in `core` pack not counted).
+    pub fn packs_on_disk(&self) -> usize {
+        self.pack_dirs.len()
+    }
+
     /// The directory of an action's pack, when it came from disk.
     pub fn pack_dir(&self, pack: &str) -> Option<&Path> {
         self.pack_dirs.get(pack).map(PathBuf::as_path)

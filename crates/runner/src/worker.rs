@@ -237,6 +237,7 @@ impl Worker {
         })
         .await?;
         if moved {
+            log_change(e);
             self.bus.publish_execution(ChangeKind::Update, e.clone()).await;
         }
         Ok(moved)
@@ -445,6 +446,17 @@ impl Worker {
         env.insert("ST2_ACTION_EXECUTION_ID".into(), e.id.clone());
         env.insert("ST2_ACTION_API_URL".into(), self.settings.api_url.clone());
         env
+    }
+}
+
+/// One log line when an execution starts running and one when it ends.
+fn log_change(e: &Execution) {
+    let (id, action, user) = (e.id.as_str(), e.action.ref_.as_str(), e.user());
+    if e.status == Status::Running {
+        tracing::info!(execution = %id, action = %action, user = %user, "running");
+    } else if e.status.is_terminal() {
+        let seconds = e.end_timestamp.map_or(0.0, |end| e.start_timestamp.seconds_until(end));
+        tracing::info!(execution = %id, action = %action, user = %user, status = %e.status.as_str(), seconds, "ended");
     }
 }
 

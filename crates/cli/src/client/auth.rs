@@ -197,7 +197,7 @@ pub async fn apikey_list(api: &Api, json: bool) -> CliResult<u8> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|k| vec![str_of(k, "id"), str_of(k, "user"), k["enabled"].to_string(), str_of(k, "created_at")])
+        .map(|k| vec![str_of(k, "id"), str_of(k, "user"), k["enabled"].to_string(), render::when(&str_of(k, "created_at"))])
         .collect();
     render::table(&["id", "user", "enabled", "created"], &rows);
     Ok(0)
@@ -218,9 +218,7 @@ pub async fn apikey_delete(api: &Api, id: &str) -> CliResult<u8> {
 /// `squall user add|passwd|remove`, directly on the data directory.
 pub async fn user_admin(data_dir: &Path, action: &str, name: &str) -> CliResult<u8> {
     use squall_store::Store;
-    let store = squall_store::SqliteStore::open(data_dir)
-        .await
-        .map_err(|e| CliError::new(format!("cannot open the database in {}: {e}", data_dir.display())))?;
+    let store = crate::purge::open_existing(data_dir).await.map_err(CliError::new)?;
     let exists = store.user(name).await.map_err(|e| CliError::new(e.to_string()))?.is_some();
     match action {
         "add" | "passwd" => {

@@ -24,7 +24,13 @@ pub enum Wait {
 
 pub async fn run(api: &Api, action: &str, words: &[String], wait: Wait, json: bool) -> CliResult<u8> {
     let parameters = parse_parameters(api, action, words).await?;
-    let e = api.post("/executions", &json!({"action": action, "parameters": parameters, "user": null})).await?;
+    let e = api.post("/executions", &json!({"action": action, "parameters": parameters, "user": null})).await.map_err(|mut e| {
+        // jsonschema's wording names a parameter, not the action or where to look.
+        if e.message.contains("property") || e.message.contains("is not of type") || e.message.contains("is not one of") {
+            e.message = format!("{action}: {} (its parameters: squall action get {action})", e.message);
+        }
+        e
+    })?;
     finish(api, e, wait, json).await
 }
 
@@ -90,8 +96,8 @@ fn print_execution(e: &Value, detail: bool) {
         ("action", e["action"]["ref"].as_str().unwrap_or_default().to_string()),
         ("status", format!("{} {}", render::status(&str_of(e, "status"), color), render::elapsed(e)).trim_end().to_string()),
         ("user", e["context"]["user"].as_str().unwrap_or_default().to_string()),
-        ("started", str_of(e, "start_timestamp")),
-        ("ended", str_of(e, "end_timestamp")),
+        ("started", render::when(&str_of(e, "start_timestamp"))),
+        ("ended", render::when(&str_of(e, "end_timestamp"))),
     ];
     if let Some(params) = e.get("parameters").filter(|p| p.as_object().is_some_and(|m| !m.is_empty())) {
         rows.push(("parameters", params.to_string()));
@@ -136,7 +142,7 @@ pub async fn list(api: &Api, n: u32, status: Option<String>, action: Option<Stri
                 e["action"]["ref"].as_str().unwrap_or_default().to_string(),
                 e["context"]["user"].as_str().unwrap_or_default().to_string(),
                 render::status(&str_of(e, "status"), color),
-                str_of(e, "start_timestamp"),
+                render::when(&str_of(e, "start_timestamp")),
                 render::elapsed(e),
             ]
         })

@@ -60,6 +60,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 /// `"3.2s"` from an execution's timestamps.
+/// An ISO timestamp of the API as `st2` shows it in tables (`Tue, 01 Dec 2026 21:47:34 UTC`).
+pub fn when(iso: &str) -> String {
+    squall_core::Timestamp::parse_query(iso).map_or_else(|| iso.to_string(), |t| t.to_display())
+}
+
 pub fn elapsed(e: &Value) -> String {
     e.get("elapsed_seconds").and_then(Value::as_f64).map(|s| format!("{s:.1}s")).unwrap_or_default()
 }

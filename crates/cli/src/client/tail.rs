@@ -33,40 +33,59 @@ pub struct TailOptions {
 /// Consecutive failed connection attempts before giving up (about a minute of retrying).
 const MAX_RETRIES: u32 = 40;
 
+/// The exit code of a command the user interrupted (128 + SIGINT).
+const INTERRUPTED: u8 = 130;
+
 pub async fn tail(api: &Api, id: &str, opts: &TailOptions) -> CliResult<u8> {
     let e = api.get(&format!("/executions/{id}")).await?;
     let id = str_of(&e, "id");
-    let status = wait_until_started(api, &id, str_of(&e, "status")).await?;
-    if !is_terminal(&status) {
+    tokio::select! {
+        followed = follow(api, &id, str_of(&e, "status"), opts) => followed,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("\nStopped following. Execution {id} keeps running: `squall execution tail {id}` follows it again, `squall execution cancel {id}` stops it.");
+            Ok(INTERRUPTED)
+        }
+    }
+}
+
+async fn follow(api: &Api, id: &str, status: String, opts: &TailOptions) -> CliResult<u8> {
+    // Said for any execution that had not ended when the tail began, even one that ended
+    // before it was seen running (a fast action under `run --tail`).
+    let was_live = !["succeeded", "failed", "timeout", "canceled", "abandoned"].contains(&status.as_str());
+    wait_until_started(api, id, status).await?;
+    if was_live {
         eprintln!("Execution {id} has started.");
     }
     let mut printer = Printer::new(opts);
     let mut cursor = if opts.only_new { "latest".to_string() } else { "0".to_string() };
     let mut retries = 0;
     loop {
-        match follow_once(api, &id, &cursor, opts, &mut printer).await? {
+        match follow_once(api, id, &cursor, opts, &mut printer).await? {
             Follow::Ended => break,
             Follow::Interrupted(last) => {
                 if let Some(seq) = last {
                     cursor = seq.to_string();
                     retries = 0;
                 }
+                if retries == 0 {
+                    eprintln!("Lost the connection to {}; reconnecting…", api.server());
+                }
                 retries += 1;
                 if retries > MAX_RETRIES {
-                    return Err(CliError::new(format!("lost the connection to {} and could not get it back", api.url(""))));
+                    return Err(CliError::new(format!("lost the connection to {} and could not get it back", api.server())));
                 }
                 tokio::time::sleep(backoff(retries)).await;
+                printer.reconnecting = true;
             }
         }
     }
     let done = get_with_retries(api, &format!("/executions/{id}")).await?;
     let status = str_of(&done, "status");
     eprintln!("Execution {id} has completed (status={status}).");
+    if let Some(error) = done["result"]["error"].as_str().filter(|_| status != "succeeded") {
+        eprintln!("error: {error}");
+    }
     Ok(exit::for_status(&status))
-}
-
-fn is_terminal(status: &str) -> bool {
-    ["succeeded", "failed", "timeout", "canceled", "abandoned"].contains(&status)
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -123,6 +142,9 @@ async fn follow_once(api: &Api, id: &str, cursor: &str, opts: &TailOptions, prin
     if !resp.status().is_success() {
         return Ok(Follow::Interrupted(None));
     }
+    if std::mem::take(&mut printer.reconnecting) {
+        eprintln!("Reconnected; resuming after record {cursor}.");
+    }
     let mut events = resp.bytes_stream().eventsource();
     let mut last = None;
     while let Some(event) = events.next().await {
@@ -144,13 +166,23 @@ async fn follow_once(api: &Api, id: &str, cursor: &str, opts: &TailOptions, prin
 struct Printer {
     include_metadata: bool,
     timestamps: bool,
+    /// One stream was chosen (`--type`): it goes to stdout, whichever it is.
+    one_stream: bool,
     /// Per stream (stdout, stderr): whether the next byte starts a line.
     at_line_start: [bool; 2],
+    /// The connection dropped; say so when it is back.
+    reconnecting: bool,
 }
 
 impl Printer {
     fn new(opts: &TailOptions) -> Printer {
-        Printer { include_metadata: opts.include_metadata, timestamps: opts.timestamps, at_line_start: [true, true] }
+        Printer {
+            include_metadata: opts.include_metadata,
+            timestamps: opts.timestamps,
+            one_stream: opts.kind.is_some(),
+            at_line_start: [true, true],
+            reconnecting: false,
+        }
     }
 
     fn write(&mut self, record: &Value, data: &[u8]) -> CliResult<()> {
@@ -177,7 +209,7 @@ impl Printer {
         } else {
             bytes.extend_from_slice(data);
         }
-        let result = if slot == 1 {
+        let result = if slot == 1 && !self.one_stream {
             let mut err = std::io::stderr().lock();
             err.write_all(&bytes).and_then(|_| err.flush())
         } else {

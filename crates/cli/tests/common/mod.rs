@@ -15,6 +15,8 @@ pub struct Server {
     child: Option<Child>,
     env: Vec<(String, String)>,
     port: u16,
+    /// Every line the server logged, since it first started.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -32,6 +34,7 @@ impl Server {
             child: None,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             port: 0,
+            log: Default::default(),
         };
         server.spawn();
         server
@@ -64,9 +67,11 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn squall server");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::clone(&self.log);
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line.clone());
                 if !sent && let Some(addr) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(addr.trim().to_string());
                     sent = true;
@@ -84,6 +89,11 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
     }
 
     /// SIGKILL, as a crash would.
