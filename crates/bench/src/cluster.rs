@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use super::harness::{BenchServer, Process, Role, ServerOptions, start_node};
+use super::harness::{BenchServer, Cpu, Process, Role, ServerOptions, start_node};
 
 /// Where the cluster's PostgreSQL and NATS are.
 #[derive(Debug, Clone)]
@@ -69,12 +69,61 @@ impl BenchCluster {
         Ok(cluster)
     }
 
+    /// CPU seconds used so far by the cluster's nodes (API; runners with their actions) and by
+    /// every PostgreSQL and NATS server process on this machine.
+    pub fn cpu(&self) -> CpuSplit {
+        let runners: Vec<Cpu> = self.runners.iter().map(|r| Cpu::of(r.pid())).collect();
+        CpuSplit {
+            api: self.apis.iter().map(|a| a.cpu().own_s).sum(),
+            runners: runners.iter().map(|c| c.own_s).sum(),
+            actions: runners.iter().map(|c| c.children_s).sum(),
+            postgres: cpu_of_processes_named("postgres"),
+            nats: cpu_of_processes_named("nats-server"),
+        }
+    }
+
     /// Kills the runner node with `pid` (SIGKILL).
     pub fn kill_runner(&mut self, pid: u32) {
         if let Some(r) = self.runners.iter_mut().find(|r| r.pid() == pid) {
             r.kill9();
         }
     }
+}
+
+/// Where a cluster's CPU went (seconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSplit {
+    pub api: f64,
+    pub runners: f64,
+    pub actions: f64,
+    pub postgres: f64,
+    pub nats: f64,
+}
+
+impl CpuSplit {
+    pub fn since(self, earlier: CpuSplit) -> CpuSplit {
+        CpuSplit {
+            api: self.api - earlier.api,
+            runners: self.runners - earlier.runners,
+            actions: self.actions - earlier.actions,
+            postgres: self.postgres - earlier.postgres,
+            nats: self.nats - earlier.nats,
+        }
+    }
+
+    pub fn total(&self) -> f64 {
+        self.api + self.runners + self.actions + self.postgres + self.nats
+    }
+}
+
+/// CPU seconds of every live process whose command name is `name` (its own, not its children).
+fn cpu_of_processes_named(name: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
+        .map(|pid| Cpu::of(pid).own_s)
+        .sum()
 }
 
 fn cluster_hint(b: &Backends) -> String {

@@ -60,7 +60,17 @@ pub async fn executions(ctx: &Ctx) -> Result<Run> {
         return Ok(run);
     };
     let cluster = BenchCluster::start(&root.path().join("cluster"), backends, 2, 2, &[]).await?;
-    let (cluster_figures, cluster_per_s, cluster_samples) = measure(&cluster.apis, n, clients).await?;
+    let cpu0 = cluster.cpu();
+    let (mut cluster_figures, cluster_per_s, cluster_samples) = measure(&cluster.apis, n, clients).await?;
+    let cpu = cluster.cpu().since(cpu0);
+    let per = |s: f64| s / n as f64 * 1000.0;
+    cluster_figures
+        .num("cpu_per_execution_ms", "CPU per execution, every process of the cluster", per(cpu.total()), "ms")
+        .num("api_cpu_per_execution_ms", "… of which API nodes", per(cpu.api), "ms")
+        .num("runner_cpu_per_execution_ms", "… runner nodes", per(cpu.runners), "ms")
+        .num("action_cpu_per_execution_ms", "… the actions (`true`)", per(cpu.actions), "ms")
+        .num("postgres_cpu_per_execution_ms", "… PostgreSQL", per(cpu.postgres), "ms")
+        .num("nats_cpu_per_execution_ms", "… NATS", per(cpu.nats), "ms");
     run.ratio = Some(cluster_per_s / per_s);
     run.baseline = figures;
     run.figures = cluster_figures;

@@ -73,6 +73,11 @@ impl Hub {
         self.global_output_subscribers.load(Ordering::SeqCst) > 0
     }
 
+    /// Whether anyone subscribed to the all-executions channel.
+    pub fn has_global_subscribers(&self) -> bool {
+        self.global.receiver_count() > 0
+    }
+
     /// Whether `execution_id` has live viewers on this node.
     pub fn is_watched(&self, execution_id: &str) -> bool {
         self.executions.lock().expect("hub lock").contains_key(execution_id)

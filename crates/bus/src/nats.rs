@@ -233,6 +233,11 @@ impl Inner {
 
     async fn dispatch_changes(self: Arc<Self>, mut sub: async_nats::Subscriber) {
         while let Some(message) = sub.next().await {
+            // Most changes concern executions nobody on this node follows: skip their decoding.
+            let id = message.subject.rsplit('.').next().unwrap_or_default();
+            if !self.hub.has_global_subscribers() && !self.hub.is_watched(id) {
+                continue;
+            }
             let Some((kind, execution)) = frame::decode_change(&message.payload) else {
                 tracing::warn!(subject = %message.subject, "ignored a malformed execution change");
                 continue;
