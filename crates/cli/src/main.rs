@@ -3,6 +3,7 @@
 mod client;
 mod config;
 mod keyfile;
+mod pack;
 mod purge;
 mod server;
 
@@ -84,6 +85,9 @@ enum Command {
     /// The key that seals secret parameter values at rest.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Packs on disk: what loads and runs, what does not and why (no server needed).
+    #[command(subcommand)]
+    Pack(pack::PackCommand),
 }
 
 #[derive(Subcommand)]
@@ -318,6 +322,7 @@ fn main() -> ExitCode {
         }
         Command::Bench(args) => squall_bench::main(args),
         Command::Purge(cmd) => purge::main(cmd),
+        Command::Pack(cmd) => pack::main(cmd),
         Command::Key(KeyCommand::Generate { path }) => match keyfile::generate(&path) {
             Ok(()) => {
                 println!("wrote a new encryption key to {}", path.display());
@@ -361,7 +366,7 @@ async fn run_client(url: Option<String>, command: Command) -> client::CliResult<
     }
     let api = client::Api::new(&client::resolve_url(url)?)?;
     match command {
-        Command::Server(_) | Command::Bench(_) | Command::Purge(_) | Command::Key(_) | Command::Version => {
+        Command::Server(_) | Command::Bench(_) | Command::Purge(_) | Command::Pack(_) | Command::Key(_) | Command::Version => {
             unreachable!("handled in main")
         }
         Command::Run { action, options } => execution::run(&api, &action, &options.parameters, options.wait(), options.json).await,

@@ -145,7 +145,20 @@ fn runner_settings(config: &Config, api_url: String, sealing: SealingKey) -> Run
             known_hosts: config.ssh_runner.known_hosts_file.clone(),
         },
         sealing,
+        action_user: squall_runner::run_as::ActionUser::detect(&config.system_user.user),
     }
+}
+
+/// One line for what loaded, and one warning per pack file that did not load or cannot run.
+fn log_content(content: &Content, base_paths: &str) {
+    for problem in &content.problems {
+        tracing::warn!("pack file {problem}");
+    }
+    let (runnable, unavailable) = content.action_counts();
+    tracing::info!(
+        "loaded {} packs with {runnable} runnable actions ({unavailable} listed but unavailable; `squall pack list` shows why) from {base_paths} (and the built-in core pack)",
+        content.packs_on_disk(),
+    );
 }
 
 async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -153,13 +166,8 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&args.data_dir)?;
     let Backends { store, bus, queue, distributed } = Backends::open(&args, &config).await?;
     let sealing = sealing_key(&args, &config, distributed)?;
-    let content = Arc::new(Content::load(&config.content.paths()).context("cannot load packs")?);
-    tracing::info!(
-        "loaded {} packs with {} actions from {} (and the built-in core pack)",
-        content.packs_on_disk(),
-        content.catalog.actions().filter(|a| a.pack != "core").count(),
-        config.content.packs_base_paths
-    );
+    let content = Arc::new(Content::load(&config.content.paths()));
+    log_content(&content, &config.content.packs_base_paths);
     let (serves_api, runs_actions) = (args.role != Role::Runner, args.role != Role::Api);
 
     let listeners = if serves_api { bind(&args.listen).await? } else { Vec::new() };

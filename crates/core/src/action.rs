@@ -26,6 +26,11 @@ pub struct Action {
     pub notify: Map<String, Value>,
     pub tags: Vec<Value>,
     pub metadata_file: String,
+    /// Why squall cannot run this action (a runner it does not provide, a missing entry point,
+    /// an invalid parameter schema): such actions are listed, so an operator sees what does not
+    /// work, and refused with this reason when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 /// The part of an action's metadata file (`actions/<name>.yaml`) squall reads.
@@ -74,8 +79,45 @@ impl Action {
             notify: meta.notify,
             tags: meta.tags,
             metadata_file: metadata_file.to_string(),
+            unavailable: None,
         }
     }
+
+    /// Marks the action as one squall cannot run, for `reason`.
+    pub fn mark_unavailable(&mut self, reason: String) {
+        self.unavailable.get_or_insert(reason);
+    }
+}
+
+/// What is wrong with an action's parameter schema, if anything: each parameter must be a
+/// mapping whose `type` (when given) is a JSON-schema type, with a non-negative integer
+/// `position`, boolean `required`, `secret` and `immutable`, and a list for `enum`.
+pub fn parameter_schema_problem(parameters: &Map<String, Value>) -> Option<String> {
+    const TYPES: [&str; 7] = ["string", "integer", "number", "boolean", "object", "array", "null"];
+    for (name, definition) in parameters {
+        let Value::Object(d) = definition else { return Some(format!("parameter \"{name}\" is not a mapping")) };
+        let type_ok = match d.get("type") {
+            None => true,
+            Some(Value::String(t)) => TYPES.contains(&t.as_str()),
+            Some(Value::Array(ts)) => ts.iter().all(|t| t.as_str().is_some_and(|t| TYPES.contains(&t))),
+            Some(_) => false,
+        };
+        if !type_ok {
+            return Some(format!("parameter \"{name}\" has type {}, not one of {}", d["type"], TYPES.join(", ")));
+        }
+        if d.get("position").is_some_and(|p| !p.is_u64()) {
+            return Some(format!("parameter \"{name}\" has position {}, not a non-negative integer", d["position"]));
+        }
+        for flag in ["required", "secret", "immutable"] {
+            if d.get(flag).is_some_and(|v| !v.is_boolean()) {
+                return Some(format!("parameter \"{name}\" has {flag}: {}, not true or false", d[flag]));
+            }
+        }
+        if d.get("enum").is_some_and(|v| !v.is_array()) {
+            return Some(format!("parameter \"{name}\" has an enum that is not a list"));
+        }
+    }
+    None
 }
 
 /// A runner type: the kind of thing that runs an action, and the parameters it understands.
@@ -107,8 +149,6 @@ pub struct Catalog {
 /// Why an action could not be added to the catalog.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("action {action} uses runner type \"{runner}\", which squall does not provide (available: {available})")]
-    UnknownRunner { action: String, runner: String, available: String },
     #[error("action {0} is defined twice")]
     Duplicate(String),
 }
@@ -126,13 +166,15 @@ impl Catalog {
         catalog
     }
 
-    pub fn add_action(&mut self, action: Action) -> Result<(), CatalogError> {
+    /// Adds `action`; one whose runner type squall does not provide is added as unavailable,
+    /// with the reason naming the runner.
+    pub fn add_action(&mut self, mut action: Action) -> Result<(), CatalogError> {
         if !self.runners.contains_key(&action.runner_type) {
-            return Err(CatalogError::UnknownRunner {
-                action: action.ref_.clone(),
-                runner: action.runner_type.clone(),
-                available: self.runners.keys().cloned().collect::<Vec<_>>().join(", "),
-            });
+            let available = self.runners.keys().cloned().collect::<Vec<_>>().join(", ");
+            action.mark_unavailable(format!(
+                "it uses runner type \"{}\", which squall does not provide (available: {available})",
+                action.runner_type
+            ));
         }
         let key = (action.pack.clone(), action.name.clone());
         if self.actions.contains_key(&key) {
@@ -397,10 +439,21 @@ mod tests {
     }
 
     #[test]
-    fn unknown_runner_is_rejected() {
+    fn an_unknown_runner_is_listed_as_unavailable() {
         let mut c = Catalog::builtin();
         let meta: ActionMetadata = serde_json::from_value(json!({"name": "x", "runner_type": "nope"})).unwrap();
-        let err = c.add_action(Action::from_metadata("p", meta, "actions/x.yaml")).unwrap_err();
-        assert!(err.to_string().contains("\"nope\""));
+        c.add_action(Action::from_metadata("p", meta.clone(), "actions/x.yaml")).unwrap();
+        assert!(c.action("p.x").unwrap().unavailable.as_deref().unwrap().contains("\"nope\""));
+        assert!(c.add_action(Action::from_metadata("p", meta, "actions/x.yaml")).is_err(), "twice is an error");
+    }
+
+    #[test]
+    fn parameter_schemas_are_checked() {
+        let check = |v: Value| parameter_schema_problem(v.as_object().unwrap());
+        assert_eq!(check(json!({"a": {"type": "string", "position": 0, "required": true, "enum": ["x"]}})), None);
+        assert!(check(json!({"a": "string"})).unwrap().contains("not a mapping"));
+        assert!(check(json!({"a": {"type": "strnig"}})).unwrap().contains("strnig"));
+        assert!(check(json!({"a": {"position": -1}})).unwrap().contains("position"));
+        assert!(check(json!({"a": {"required": "yes"}})).unwrap().contains("required"));
     }
 }

@@ -10,6 +10,7 @@ pub mod process;
 pub mod python;
 pub mod remote;
 mod retry;
+pub mod run_as;
 pub mod worker;
 pub mod writer;
 

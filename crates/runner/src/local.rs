@@ -1,4 +1,4 @@
-//! The local runners: `local-shell-cmd` (a command line run by `/bin/sh -c`) and
+//! The local runners: `local-shell-cmd` (a command line run by `bash -c`, see [`crate::run_as`]) and
 //! `local-shell-script` (a pack script with StackStorm's argument serialisation).
 
 use std::collections::BTreeMap;
@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use squall_core::params::py_repr;
 use squall_core::{Action, Execution};
-use tokio::process::Command;
 
 use crate::process::Job;
+use crate::run_as::ActionUser;
 
 /// What a local job needs besides the execution itself.
 pub struct LocalContext<'a> {
@@ -23,6 +23,8 @@ pub struct LocalContext<'a> {
     /// Environment every action gets (allow-listed server variables plus `ST2_ACTION_*`).
     pub base_env: BTreeMap<String, String>,
     pub grace: Duration,
+    /// Who the command runs as, and with which bash.
+    pub user: &'a ActionUser,
 }
 
 /// Builds the process for a local action, or explains why it cannot run.
@@ -41,18 +43,9 @@ pub fn build_job(execution: &Execution, ctx: LocalContext<'_>) -> Result<Job, St
 
     let sudo = ctx.runner.get("sudo").and_then(Value::as_bool).unwrap_or(false);
     let sudo_password = ctx.runner.get("sudo_password").and_then(Value::as_str).filter(|p| !p.is_empty());
-    let (mut command, stdin) = if sudo {
-        let mut c = Command::new("sudo");
-        if sudo_password.is_some() {
-            c.arg("-S");
-        }
-        c.args(["-E", "--", "bash", "-c", &line]);
-        (c, sudo_password.map(|p| format!("{p}\n").into_bytes()))
-    } else {
-        let mut c = Command::new("/bin/sh");
-        c.args(["-c", &line]);
-        (c, None)
-    };
+    let sudo_password = sudo_password.filter(|_| sudo);
+    let mut command = ctx.user.shell(&line, sudo, sudo_password.is_some())?;
+    let stdin = sudo_password.map(|p| format!("{p}\n").into_bytes());
     command.env_clear().envs(&env);
     if let Some(Value::String(cwd)) = ctx.runner.get("cwd")
         && !cwd.is_empty()

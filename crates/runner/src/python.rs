@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use crate::content::Content;
 use crate::process::{Job, StopReason, Stopper, supervise};
+use crate::run_as::ActionUser;
 use crate::writer::{LogWriter, WriterSummary};
 
 /// The wrapper script and the `st2common` shim, as `(relative path, contents)`.
@@ -59,6 +60,8 @@ pub struct PythonContext<'a> {
     pub grace: Duration,
     /// Chunks in flight between capture and the log writer.
     pub capture_queue: usize,
+    /// Who the interpreter runs as.
+    pub user: &'a ActionUser,
 }
 
 /// Runs a `python-script` action to its end and returns its status, StackStorm's result
@@ -182,7 +185,8 @@ fn prepare(e: &Execution, ctx: &PythonContext<'_>) -> Result<Prepared, String> {
         "log_level": log_level,
     });
 
-    let shim = ShimDir::create(&e.id).map_err(|err| format!("Cannot write squall's Python wrapper to a temporary directory: {err}"))?;
+    let shim =
+        ShimDir::create(&e.id, ctx.user).map_err(|err| format!("Cannot write squall's Python wrapper to a temporary directory: {err}"))?;
     let (python, venv) = interpreter(&pack_dir, &action.pack);
     let env = environment(ctx, &pack_dir, &shim.path, venv.as_deref());
 
@@ -191,6 +195,7 @@ fn prepare(e: &Execution, ctx: &PythonContext<'_>) -> Result<Prepared, String> {
     let fd = writer.as_raw_fd();
     let mut command = Command::new(&python);
     command.arg("-u").arg(shim.path.join("squall_python_wrapper.py")).env_clear().envs(&env);
+    ctx.user.switch(&mut command);
     // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
     unsafe {
         command.pre_exec(move || {
@@ -382,17 +387,24 @@ struct ShimDir {
 }
 
 impl ShimDir {
-    fn create(execution_id: &str) -> std::io::Result<ShimDir> {
+    /// Writes the wrapper into a fresh private directory owned by the action user.
+    fn create(execution_id: &str, user: &ActionUser) -> std::io::Result<ShimDir> {
         use std::os::unix::fs::DirBuilderExt;
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("squall-python-{execution_id}-{}-{n}", std::process::id()));
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
         let dir = ShimDir { path };
+        user.hand_over(&dir.path)?;
         for (relative, text) in FILES {
             let file = dir.path.join(relative);
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(file.parent().expect("has a parent"))?;
+            let parent = file.parent().expect("has a parent");
+            if !parent.exists() {
+                std::fs::DirBuilder::new().mode(0o700).create(parent)?;
+                user.hand_over(parent)?;
+            }
             std::fs::File::create(&file)?.write_all(text.as_bytes())?;
+            user.hand_over(&file)?;
         }
         Ok(dir)
     }
@@ -446,7 +458,7 @@ mod tests {
     #[test]
     fn shim_dir_is_private_and_removed() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = ShimDir::create("0123456789abcdef01234567").unwrap();
+        let dir = ShimDir::create("0123456789abcdef01234567", &ActionUser::default()).unwrap();
         let path = dir.path.clone();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
         assert!(path.join("st2common/runners/base_action.py").is_file());

@@ -20,6 +20,7 @@ use crate::local::{LocalContext, build_job};
 use crate::process::{StopReason, Stopper, supervise};
 use crate::python::PythonContext;
 use crate::remote::{RemoteContext, SshSettings};
+use crate::run_as::ActionUser;
 use crate::writer::LogWriter;
 
 /// Runner settings, from the `[actionrunner]` configuration section.
@@ -50,6 +51,8 @@ pub struct RunnerSettings {
     pub ssh: SshSettings,
     /// Opens the execution's sealed secret values to run it.
     pub sealing: SealingKey,
+    /// Who local actions run as (`[system_user] user`, or the server's own user).
+    pub action_user: ActionUser,
 }
 
 /// How an execution ended, as the runner saw it.
@@ -349,6 +352,7 @@ impl Worker {
                     script: script.as_deref(),
                     base_env: env,
                     grace,
+                    user: &self.settings.action_user,
                 };
                 return match build_job(e, ctx) {
                     Ok(job) => self.supervise_local(e, job, masked, stopper).await,
@@ -356,7 +360,14 @@ impl Worker {
                 };
             }
             "python-script" => {
-                let ctx = PythonContext { resolved, content: &self.content, base_env: env, grace, capture_queue: CAPTURE_QUEUE };
+                let ctx = PythonContext {
+                    resolved,
+                    content: &self.content,
+                    base_env: env,
+                    grace,
+                    capture_queue: CAPTURE_QUEUE,
+                    user: &self.settings.action_user,
+                };
                 crate::python::execute(e, ctx, self.writer(e, masked, stopper), stopper).await?
             }
             "remote-shell-cmd" | "remote-shell-script" => {

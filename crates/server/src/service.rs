@@ -63,6 +63,9 @@ pub async fn run(state: &AppState, req: RunRequest, caller: &Principal) -> ApiRe
         return Err(ApiError::bad_request(format!("Unable to execute. Action \"{}\" is disabled.", action.ref_)));
     }
     caller.require(state, "action_execute", Resource::Action { pack: &action.pack, name: &action.name })?;
+    if let Some(reason) = &action.unavailable {
+        return Err(ApiError::bad_request(format!("Action \"{}\" cannot run on squall: {reason}", action.ref_)));
+    }
     let runner = state
         .catalog
         .runner(&action.runner_type)

@@ -15,8 +15,15 @@ pub struct WireSettings {
     pub webui_base_url: String,
 }
 
+/// An action as StackStorm lists it. One squall cannot run also carries `unavailable` (the
+/// reason), and its description starts with it, so `st2 action list` shows it too.
 pub fn action_json(action: &Action) -> Value {
-    serde_json::to_value(action).expect("actions serialise")
+    let mut doc = serde_json::to_value(action).expect("actions serialise");
+    if let Some(reason) = &action.unavailable {
+        let description = format!("[cannot run on squall: {reason}] {}", action.description);
+        doc["description"] = Value::String(description.trim_end().to_string());
+    }
+    doc
 }
 
 pub fn runner_json(runner: &RunnerType) -> Value {

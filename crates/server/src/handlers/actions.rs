@@ -30,6 +30,7 @@ const ACTION_FIELDS: &[&str] = &[
     "notify",
     "tags",
     "metadata_file",
+    "unavailable",
 ];
 
 pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
