@@ -8,16 +8,22 @@ mod st2;
 use std::process::Command;
 use std::time::Duration;
 
-use st2::{Layout, St2};
 use common::{Server, get, get_bytes, post, run_cmd, wait_done, write_file};
 use serde_json::json;
+use st2::{Layout, St2};
 
 /// A pack mixing runnable actions with files squall cannot use.
 fn write_mixed_pack(packs: &std::path::Path) {
     let pack = packs.join("mixed");
     write_file(&pack.join("pack.yaml"), "name: mixed\nversion: 0.1.0\n");
-    write_file(&pack.join("actions/hello.yaml"), "name: hello\nrunner_type: local-shell-cmd\ndescription: Says hello\nparameters:\n  cmd: {default: echo hello}\n");
-    write_file(&pack.join("actions/flow.yaml"), "name: flow\nrunner_type: orquesta\nentry_point: workflows/flow.yaml\ndescription: A workflow\n");
+    write_file(
+        &pack.join("actions/hello.yaml"),
+        "name: hello\nrunner_type: local-shell-cmd\ndescription: Says hello\nparameters:\n  cmd: {default: echo hello}\n",
+    );
+    write_file(
+        &pack.join("actions/flow.yaml"),
+        "name: flow\nrunner_type: orquesta\nentry_point: workflows/flow.yaml\ndescription: A workflow\n",
+    );
     write_file(&pack.join("actions/broken.yaml"), "name: broken\nrunner_type: [local-shell-cmd\n");
     write_file(&pack.join("actions/lost.yaml"), "name: lost\nrunner_type: local-shell-script\nentry_point: lost.sh\n");
 }

@@ -41,6 +41,9 @@ pub fn start(store: Arc<dyn Store>, mut sub: Subscription, execution: Execution,
         let id = execution.id.clone();
         // The completion to deliver once the store has nothing more after `cursor`.
         let mut done = execution.status.is_terminal().then(|| change(ChangeKind::Update, execution.clone()));
+        // Status changes delivered so far (the length of the execution's log): a change published
+        // before the store was read can arrive after it, and is not news then.
+        let mut changes_seen = execution.log.len();
         yield Item::Current(change(ChangeKind::Update, execution));
         let mut catching_up = true;
         loop {
@@ -76,7 +79,11 @@ pub fn start(store: Arc<dyn Store>, mut sub: Subscription, execution: Execution,
                     done = Some(c);
                     catching_up = true;
                 }
-                Received::Event(Live::Execution(c)) => yield Item::Update(c),
+                Received::Event(Live::Execution(c)) if c.execution.log.len() <= changes_seen => {}
+                Received::Event(Live::Execution(c)) => {
+                    changes_seen = c.execution.log.len();
+                    yield Item::Update(c);
+                }
                 Received::Closed => return,
             }
         }
@@ -109,5 +116,47 @@ async fn next_page(store: &dyn Store, id: &str, source: &RecordSource, cursor: u
                 return None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use squall_bus::{Bus, LocalBus};
+    use squall_core::{Catalog, Status};
+    use squall_store::SqliteStore;
+
+    #[tokio::test]
+    async fn a_change_older_than_the_read_is_not_delivered_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let bus = LocalBus::default();
+        let catalog = Catalog::builtin();
+        let action = catalog.action("core.local").unwrap().clone();
+        let runner = catalog.runner("local-shell-cmd").unwrap().clone();
+        let mut e = Execution::new(action, runner, Default::default(), Default::default(), "u", None);
+        store.insert_execution(&e).await.unwrap();
+        e.transition(Status::Running, None);
+        assert!(store.update_execution(&e, Status::Requested).await.unwrap());
+
+        let sub = bus.subscribe_execution(&e.id).await;
+        // The runner's `running` news reaches this node only after the viewer read the store.
+        bus.publish_execution(ChangeKind::Update, e.clone()).await;
+        let mut done = e.clone();
+        done.transition(Status::Succeeded, None);
+        bus.publish_execution(ChangeKind::Update, done).await;
+
+        let items: Vec<Item> = start(store, sub, e, 0).collect().await;
+        let kinds: Vec<&str> = items
+            .iter()
+            .map(|i| match i {
+                Item::Current(_) => "current",
+                Item::Record(_) => "record",
+                Item::Update(_) => "update",
+                Item::Done(_) => "done",
+            })
+            .collect();
+        assert_eq!(kinds, ["current", "done"]);
     }
 }
