@@ -6,6 +6,7 @@
 mod frame;
 mod hub;
 mod jetstream;
+pub mod lifecycle;
 mod local;
 mod nats;
 mod queue;

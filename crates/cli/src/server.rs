@@ -155,9 +155,13 @@ fn log_content(content: &Content, base_paths: &str) {
         tracing::warn!("pack file {problem}");
     }
     let (runnable, unavailable) = content.action_counts();
+    let cannot_run = match unavailable {
+        0 => String::new(),
+        n => format!(" and {n} that cannot run (`squall pack list` says why)"),
+    };
     tracing::info!(
-        "loaded {} packs with {runnable} runnable actions ({unavailable} listed but unavailable; `squall pack list` shows why) from {base_paths} (and the built-in core pack)",
-        content.packs_on_disk(),
+        "loaded {} packs with {runnable} actions{cannot_run} from {base_paths} (and the built-in core pack)",
+        content.packs_on_disk()
     );
 }
 

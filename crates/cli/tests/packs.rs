@@ -45,7 +45,7 @@ async fn a_pack_with_bad_files_loads_the_rest_and_says_why() {
         assert_eq!(lines.len(), 1, "{file} is reported once: {lines:#?}");
         assert!(lines[0].contains(reason) && lines[0].contains("WARN"), "{}", lines[0]);
     }
-    assert!(log.contains("1 runnable actions (2 listed but unavailable"), "{log}");
+    assert!(log.contains("loaded 1 packs with 1 actions and 2 that cannot run"), "{log}");
 
     let id = post(&s, "/v1/executions", json!({"action": "mixed.hello"})).await.1["id"].as_str().unwrap().to_string();
     assert_eq!(wait_done(&s, &id, Duration::from_secs(20)).await["result"]["stdout"], "hello");

@@ -259,6 +259,7 @@ fn builtin_runners() -> Vec<RunnerType> {
             script_params,
         ),
         runner("noop", "A runner which does nothing.", "noop_runner", "noop_runner", json!({})),
+        chain_runner(),
         python_runner(),
         remote_runner("remote-shell-cmd"),
         remote_runner("remote-shell-script"),
@@ -303,6 +304,17 @@ fn remote_runner(name: &str) -> RunnerType {
 }
 
 /// `python-script`: a Python `Action` class from a pack (runner semantics §6, wire contract §7.3).
+fn chain_runner() -> RunnerType {
+    let params = json!({
+        "display_published": {"description": "Intermediate published variables will be stored and displayed.", "type": "boolean", "default": true},
+        "skip_notify": {"description": "List of tasks to skip notifications for.", "type": "array", "default": []}
+    });
+    let mut chain =
+        runner("action-chain", "A runner for launching linear action chains.", "action_chain_runner", "action_chain_runner", params);
+    chain.output_key = Some("published".into());
+    chain
+}
+
 fn python_runner() -> RunnerType {
     let mut python = runner(
         "python-script",

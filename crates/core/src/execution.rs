@@ -97,6 +97,11 @@ impl Execution {
         }
     }
 
+    /// Whether it runs a workflow, whose tasks are child executions.
+    pub fn is_workflow(&self) -> bool {
+        matches!(self.runner.name.as_str(), "action-chain" | "orquesta")
+    }
+
     /// The user the execution runs for (`context.user`).
     pub fn user(&self) -> &str {
         self.context.get("user").and_then(Value::as_str).unwrap_or("")

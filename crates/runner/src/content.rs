@@ -37,7 +37,7 @@ struct PackMetadata {
 }
 
 /// Runners whose actions run a file of the pack (`entry_point`).
-const RUNNERS_WITH_ENTRY_POINTS: [&str; 3] = ["local-shell-script", "remote-shell-script", "python-script"];
+const RUNNERS_WITH_ENTRY_POINTS: [&str; 4] = ["local-shell-script", "remote-shell-script", "python-script", "action-chain"];
 
 impl Content {
     /// The built-in `core` pack plus every pack found directly under each of `base_paths`
@@ -133,6 +133,12 @@ impl Content {
                 action.mark_unavailable(format!("runner type \"{}\" needs an entry_point, and none is given", action.runner_type));
             } else if !dir.join("actions").join(&action.entry_point).is_file() {
                 action.mark_unavailable(format!("its entry point actions/{} does not exist", action.entry_point));
+            } else if action.runner_type == "action-chain" {
+                let path = dir.join("actions").join(&action.entry_point);
+                let parsed = std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|text| crate::chain::Chain::parse(&text));
+                if let Err(why) = parsed {
+                    action.mark_unavailable(format!("its chain actions/{} is not valid: {why}", action.entry_point));
+                }
             }
         }
         let ref_ = action.ref_.clone();
@@ -176,6 +182,7 @@ mod tests {
             "name: hello\nrunner_type: local-shell-script\nentry_point: hello.sh\nparameters:\n  who:\n    type: string\n    position: 0\n",
         )
         .unwrap();
+        std::fs::write(pack.join("actions/hello.sh"), "#!/bin/sh\necho hello\n").unwrap();
         let content = Content::load(&[dir.path().to_path_buf()]);
         assert_eq!(content.problems, []);
         let action = content.catalog.action("demo.hello").unwrap();

@@ -2,6 +2,7 @@
 //! worker that drives executions from the work queue to a terminal status.
 
 pub mod capture;
+pub mod chain;
 pub mod cluster;
 pub mod content;
 pub mod keeper;

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chain::ChainContext;
 use crate::content::Content;
 use crate::local::{LocalContext, build_job};
 use crate::process::{StopReason, Stopper, supervise};
@@ -60,11 +61,17 @@ pub struct Outcome {
     pub status: Status,
     pub result: Value,
     pub output: Option<OutputStats>,
+    /// Child executions a workflow started.
+    pub children: Vec<String>,
 }
 
 impl Outcome {
+    fn ended(status: Status, result: Value, output: Option<OutputStats>) -> Outcome {
+        Outcome { status, result, output, children: Vec::new() }
+    }
+
     fn failed(result: Value) -> Outcome {
-        Outcome { status: Status::Failed, result, output: None }
+        Outcome { status: Status::Failed, result, output: None, children: Vec::new() }
     }
 }
 
@@ -311,7 +318,18 @@ impl Worker {
             Err(err) => return Ok(Outcome::failed(json!({"error": err.0}))),
         };
         if e.runner.name == "noop" {
-            return Ok(Outcome { status: Status::Succeeded, result: shell_result(Exit::Code(0), "", ""), output: None });
+            return Ok(Outcome::ended(Status::Succeeded, shell_result(Exit::Code(0), "", ""), None));
+        }
+        if e.runner.name == "action-chain" {
+            let ctx = ChainContext {
+                store: &*self.store,
+                bus: &*self.bus,
+                queue: &*self.queue,
+                content: &self.content,
+                sealing: &self.settings.sealing,
+            };
+            let chain = crate::chain::execute(&ctx, e, &resolved, stopper).await?;
+            return Ok(Outcome { status: chain.status, result: chain.result, output: None, children: chain.children });
         }
         let secrets = params::secret_names(&e.runner, &e.action);
         let (token, token_record) = TokenRecord::issue(e.user(), self.settings.service_token_ttl, true);
@@ -387,7 +405,7 @@ impl Worker {
                 return Ok(Outcome::failed(json!({"error": format!("Runner type \"{other}\" is not available in this squall build")})));
             }
         };
-        Ok(Outcome { status, result, output: summary.map(|s| s.stats) })
+        Ok(Outcome::ended(status, result, summary.map(|s| s.stats)))
     }
 
     /// The execution's log writer, masking `masked`; when it cannot store output (the
@@ -430,13 +448,16 @@ impl Worker {
         if ended.stopped == Some(StopReason::Shutdown) {
             result["error"] = json!("squall shut down before the action finished");
         }
-        Ok(Outcome { status: status_for(exit), result, output: Some(summary.stats) })
+        Ok(Outcome::ended(status_for(exit), result, Some(summary.stats)))
     }
 
     /// Records the final status. A cancel that raced with the end wins: the user asked for it.
-    async fn finish(&self, mut e: Execution, Outcome { status, result, output }: Outcome) -> Result<(), StoreError> {
+    async fn finish(&self, mut e: Execution, Outcome { status, result, output, children }: Outcome) -> Result<(), StoreError> {
         e.result = Some(result);
         e.output = output;
+        if !children.is_empty() {
+            e.children = children;
+        }
         if status != Status::Canceled && self.advance(&mut e, status, None).await? {
             return Ok(());
         }

@@ -1,8 +1,9 @@
 //! What the execution endpoints do, below HTTP: create, cancel and re-run executions.
 
 use serde_json::{Map, Value, json};
-use squall_bus::ChangeKind;
-use squall_core::{Execution, Status, params};
+use squall_bus::lifecycle;
+use squall_core::{Execution, params};
+use squall_store::{ExecutionQuery, ParentFilter, SortOrder};
 
 use crate::AppState;
 use crate::auth::Principal;
@@ -77,47 +78,30 @@ pub async fn run(state: &AppState, req: RunRequest, caller: &Principal) -> ApiRe
     }
     let mut execution = Execution::new(action.clone(), runner.clone(), resolved.supplied, req.context, &user, req.delay);
     state.sealing.seal(&execution.id, &execution.runner, &execution.action, &mut execution.parameters);
-    state.store.insert_execution(&execution).await?;
-    state.bus.publish_execution(ChangeKind::Create, execution.clone()).await;
-    state.queue.push(execution.id.clone()).await;
+    lifecycle::submit(&*state.store, &*state.bus, &*state.queue, &execution).await?;
     Ok(execution)
 }
 
-/// What a cancel request produced.
-pub enum Canceled {
-    /// The execution after the request (`canceling` or `canceled`).
-    Execution(Box<Execution>),
-    /// It had already finished: StackStorm answers 200 with this faultstring.
-    NotCancelable(Status),
-}
-
-/// StackStorm's cancel semantics; a running execution's process group is really stopped.
-pub async fn cancel(state: &AppState, mut e: Execution, caller: &Principal) -> ApiResult<Canceled> {
-    loop {
-        let before = e.status;
-        if before == Status::Canceled || before == Status::Canceling {
-            return Ok(Canceled::Execution(Box::new(e)));
+/// The children of `parent` and theirs, depth-first in creation order, down to `depth` levels
+/// (negative: all).
+pub async fn descendants(state: &AppState, parent: &Execution, depth: i64) -> ApiResult<Vec<Execution>> {
+    async fn push_children(state: &AppState, stack: &mut Vec<(Execution, i64)>, id: &str, levels: i64) -> ApiResult<()> {
+        if levels == 0 {
+            return Ok(());
         }
-        if !before.is_cancelable() {
-            return Ok(Canceled::NotCancelable(before));
-        }
-        e.context.insert("cancelled_by".into(), Value::String(caller.user.clone()));
-        if before == Status::Running {
-            e.transition(Status::Canceling, None);
-        } else {
-            e.result = Some(json!({"message": "Action canceled by user.", "user": caller.user}));
-            e.transition(Status::Canceled, None);
-        }
-        if state.store.update_execution(&e, before).await? {
-            state.bus.publish_execution(ChangeKind::Update, e.clone()).await;
-            if e.status == Status::Canceling {
-                state.bus.request_cancel(&e.id).await;
-            }
-            return Ok(Canceled::Execution(Box::new(e)));
-        }
-        // Someone else moved it meanwhile: look again.
-        e = state.store.execution(&e.id).await?.ok_or_else(|| ApiError::no_execution(&e.id))?;
+        let query = ExecutionQuery { parent: ParentFilter::Is(id.to_string()), order: SortOrder::OldestFirst, ..ExecutionQuery::default() };
+        let (children, _) = state.store.list_executions(&query).await?;
+        stack.extend(children.into_iter().rev().map(|c| (c, levels - 1)));
+        Ok(())
     }
+    let (mut out, mut stack) = (Vec::new(), Vec::new());
+    push_children(state, &mut stack, &parent.id, depth).await?;
+    while let Some((e, levels)) = stack.pop() {
+        let id = e.id.clone();
+        out.push(e);
+        push_children(state, &mut stack, &id, levels).await?;
+    }
+    Ok(out)
 }
 
 /// Runs `original` again with its parameters merged with `overrides`.

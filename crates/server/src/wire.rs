@@ -54,7 +54,7 @@ pub fn execution_json(e: &Execution, opened_parameters: Option<Map<String, Value
         "liveaction": {
             "id": e.id,
             "action": e.action.ref_,
-            "action_is_workflow": false,
+            "action_is_workflow": e.is_workflow(),
             "parameters": parameters,
             "callback": {},
             "runner_info": e.runner_info.clone().unwrap_or_else(|| json!({})),

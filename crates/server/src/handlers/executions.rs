@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use squall_bus::lifecycle::{self, Canceled};
 use squall_core::Execution;
 use squall_store::{ExecutionQuery, ParentFilter, SortOrder};
 
@@ -17,7 +18,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::query::{Attributes, Params, limit, offset};
 use crate::rbac::Resource;
-use crate::service::{self, Canceled, RunRequest};
+use crate::service::{self, RunRequest};
 use crate::wire::execution_json;
 
 const EXECUTION_FIELDS: &[&str] = &[
@@ -151,9 +152,11 @@ pub async fn cancel(
     caller: Principal,
 ) -> ApiResult<Json<Value>> {
     let e = find_for(&state, &id, &caller, "execution_stop").await?;
-    match service::cancel(&state, e, &caller).await? {
+    // StackStorm's cancel semantics; a running execution's process group is really stopped.
+    match lifecycle::cancel(&*state.store, &*state.bus, e, &caller.user).await? {
         Canceled::Execution(e) => Ok(Json(render(&state, &e, &params, &Attributes::All, &caller)?)),
         Canceled::NotCancelable(status) => Ok(Json(json!({"faultstring": format!("Action cannot be canceled. State = {status}.")}))),
+        Canceled::Gone => Err(ApiError::no_execution(&id)),
     }
 }
 
@@ -169,8 +172,21 @@ pub async fn rerun(
     Ok((StatusCode::CREATED, Json(render(&state, &e, &params, &Attributes::All, &caller)?)).into_response())
 }
 
-/// Workflow children; squall runs no workflows yet, so an execution has none.
-pub async fn children(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal) -> ApiResult<Json<Value>> {
-    find_for(&state, &id, &caller, "execution_view").await?;
-    Ok(Json(json!([])))
+/// A workflow's descendants, depth-first in creation order (`depth`: levels, -1 for all).
+pub async fn children(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    params: Params,
+    caller: Principal,
+) -> ApiResult<Json<Value>> {
+    let parent = find_for(&state, &id, &caller, "execution_view").await?;
+    let depth = match params.get("depth") {
+        None => -1,
+        Some(d) => d.parse::<i64>().map_err(|_| ApiError::bad_request(format!("depth must be an integer, not \"{d}\"")))?,
+    };
+    let mut out = Vec::new();
+    for e in service::descendants(&state, &parent, depth).await? {
+        out.push(render(&state, &e, &params, &Attributes::All, &caller)?);
+    }
+    Ok(Json(Value::Array(out)))
 }

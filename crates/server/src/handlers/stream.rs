@@ -300,12 +300,21 @@ fn glob(pattern: &str, name: &str) -> bool {
 /// `end_event=st2.execution__update` (what `st2 execution tail` sends) is served from that
 /// execution's own channel: subscribe first, then emit its current `running` state, replay its
 /// stored output, follow it live, and end with its completion — so the CLI never hangs and never
-/// misses a line, and never receives other executions' traffic.
+/// misses a line, and never receives other executions' traffic. A workflow's tail needs its
+/// children's events too: it gets the whole stream, and its completion if it already ended.
 pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<Response> {
     caller.require(&state, "stream_view", crate::rbac::Resource::Global)?;
     let filters = Filters::from(&params, caller.clone());
     let heartbeat = Some(state.settings.heartbeat);
-    if let (Some(end_id), Some(UPDATE_EVENT)) = (params.get("end_execution_id"), params.get("end_event"))
+    let tailed = match (params.get("end_execution_id"), params.get("end_event")) {
+        (Some(id), Some(UPDATE_EVENT)) => Some(id),
+        _ => None,
+    };
+    let workflow = match tailed {
+        Some(id) => state.store.execution(id).await?.is_some_and(|e| e.is_workflow()),
+        None => false,
+    };
+    if let Some(end_id) = tailed.filter(|_| !workflow)
         && let Ok(rx) = follow_execution(&state, end_id, &caller, 0).await
     {
         let st = Arc::clone(&state);
@@ -319,16 +328,12 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
         return Ok(streaming_response(SSE, body));
     }
     let end = params.get("end_execution_id").map(String::from).zip(params.get("end_event").map(String::from));
-    let mut sub = state.bus.subscribe_all(filters.wants(OUTPUT_EVENT)).await;
-    let events = async_stream::stream! {
-        loop {
-            match sub.recv().await {
-                Received::Event(live) => yield live,
-                Received::Lagged(n) => tracing::warn!(missed = n, "a global stream viewer fell behind; events were skipped"),
-                Received::Closed => return,
-            }
-        }
+    let sub = state.bus.subscribe_all(filters.wants(OUTPUT_EVENT)).await;
+    let replay = match tailed.filter(|_| workflow) {
+        Some(id) => Some(WorkflowReplay::read(&state, id).await?),
+        None => None,
     };
+    let events = global_events(Arc::clone(&state.store), sub, replay);
     let body = body_of(events, heartbeat, move |live| match live {
         Live::Record(r) => filters.record(&r, &state).map_or(Step::Skip, Step::Emit),
         Live::Execution(c) => {
@@ -344,6 +349,80 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
         }
     });
     Ok(streaming_response(SSE, body))
+}
+
+/// What a workflow's tail joins into: the tasks that started before it subscribed, each with
+/// its output so far and, if it ended, its end — what a viewer there from the start saw.
+struct WorkflowReplay {
+    workflow: squall_core::Execution,
+    children: Vec<squall_core::Execution>,
+}
+
+impl WorkflowReplay {
+    async fn read(state: &AppState, id: &str) -> ApiResult<WorkflowReplay> {
+        let workflow = state.store.execution(id).await?.ok_or_else(|| ApiError::no_execution(id))?;
+        let children = crate::service::descendants(state, &workflow, -1).await?;
+        Ok(WorkflowReplay { workflow, children })
+    }
+}
+
+fn execution_change(execution: squall_core::Execution) -> Live {
+    Live::Execution(Arc::new(ExecutionChange { kind: ChangeKind::Update, execution, encoded: Default::default() }))
+}
+
+/// The all-executions stream, after a workflow's replay when there is one. Live events the
+/// replay already covered (records up to the `seq` replayed, status changes up to the log
+/// length replayed) are not sent twice.
+fn global_events(
+    store: Arc<dyn squall_store::Store>,
+    mut sub: squall_bus::Subscription,
+    replay: Option<WorkflowReplay>,
+) -> impl Stream<Item = Live> + Send {
+    async_stream::stream! {
+        // Per execution replayed: (last seq sent, status changes sent).
+        let mut sent: std::collections::HashMap<String, (u64, usize)> = Default::default();
+        if let Some(WorkflowReplay { workflow, children }) = replay {
+            for child in children {
+                let source = squall_bus::RecordSource::of(&child);
+                if child.log.iter().any(|l| l.status == Status::Running) {
+                    let mut started = child.clone();
+                    started.status = Status::Running;
+                    yield execution_change(started);
+                }
+                let mut cursor = 0;
+                loop {
+                    let page = match store.read_output(&child.id, cursor, StreamFilter::All, 16).await {
+                        Ok(page) => page,
+                        Err(e) => {
+                            tracing::warn!(execution = %child.id, error = %e, "cannot replay a workflow task's output");
+                            break;
+                        }
+                    };
+                    let Some(last) = page.last() else { break };
+                    cursor = last.seq;
+                    for record in page {
+                        yield Live::Record(Arc::new(LiveRecord::new(record, source.clone())));
+                    }
+                }
+                sent.insert(child.id.clone(), (cursor, child.log.len()));
+                if child.status.is_terminal() {
+                    yield execution_change(child);
+                }
+            }
+            if workflow.status.is_terminal() {
+                yield execution_change(workflow);
+            }
+        }
+        loop {
+            match sub.recv().await {
+                Received::Event(Live::Record(r)) if sent.get(&r.record.execution_id).is_some_and(|(seq, _)| r.record.seq <= *seq) => {}
+                Received::Event(Live::Execution(c)) if sent.get(&c.execution.id).is_some_and(|(_, n)| c.execution.log.len() <= *n) => {}
+                Received::Event(live) => yield live,
+                Received::Lagged(n) => tracing::warn!(missed = n, "a global stream viewer fell behind; events were skipped"),
+                Received::Closed => return,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
