@@ -2,6 +2,8 @@
 //! streams like any other; the real `st2` CLI tails the chain; cancel stops the running child.
 
 mod common;
+#[path = "common/sshd.rs"]
+mod sshd;
 #[path = "common/st2.rs"]
 mod st2;
 
@@ -186,4 +188,151 @@ async fn an_invalid_chain_is_listed_as_unavailable() {
     let (code, body) = post(&s, "/v1/executions", json!({"action": "bad.c"})).await;
     assert_eq!(code, 400);
     assert!(body["faultstring"].as_str().unwrap().contains("Unable to find node with name \"b\""), "{body}");
+}
+
+/// `squall execution tail ID` of a chain, as (stdout, stderr).
+fn squall_tail(s: &Server, id: &str) -> (String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["execution", "tail", id])
+        .env("SQUALL_URL", &s.base)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run squall");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn squall_execution_tail_follows_a_chain_joined_midway_and_after_the_end() {
+    let s = start_with_flow().await;
+    let (_, e) = post(&s, "/v1/executions", json!({"action": "flow.demo"})).await;
+    let id = e["id"].as_str().unwrap().to_string();
+    // Join once the first task has printed a line.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, chain) = get(&s, &format!("/v1/executions/{id}")).await;
+        if let Some(Value::String(child)) = chain["children"].get(0)
+            && reqwest::get(s.url(&format!("/v1/executions/{child}/stdout"))).await.unwrap().text().await.unwrap().contains("first 1")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the first task printed nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (midway_out, midway_err) = squall_tail(&s, &id);
+    let (after_out, after_err) = squall_tail(&s, &id);
+    let stdout = "first 1\nfirst 2\nfirst 3\nscript says hello 3\npython got 3\nrecovered from 3 after 6\n";
+    assert_eq!(midway_out, stdout, "{midway_err}");
+    assert_eq!(after_out, stdout, "{after_err}");
+    for err in [&midway_err, &after_err] {
+        let tasks: Vec<&str> = err.lines().filter(|l| l.starts_with("Child execution") && l.ends_with("has started.")).collect();
+        assert_eq!(tasks.len(), 5, "{err}");
+        assert!(err.contains("oops") && err.contains("(task=broken)") && err.contains("has finished (status=failed)."), "{err}");
+        assert!(err.trim_end().ends_with(&format!("Execution {id} has completed (status=succeeded).")), "{err}");
+    }
+    assert!(midway_err.contains(&format!("Execution {id} has started.")), "joined while it ran: {midway_err}");
+}
+
+/// Pack `demo10`: ten tasks in a line, as StackStorm's streaming demo has them — a marker line
+/// between tasks that each interleave stdout and stderr: a command, a script, a Python action,
+/// a remote command and a remote script (on the test sshd).
+fn write_ten_task_pack(packs: &std::path::Path) {
+    let pack = packs.join("demo10");
+    write_file(&pack.join("pack.yaml"), "name: demo10\nversion: 0.1.0\n");
+    write_file(
+        &pack.join("actions/stream.yaml"),
+        "name: stream\nrunner_type: action-chain\nentry_point: chains/stream.yaml\nparameters:\n  count: {type: integer, default: 4}\n  hosts: {type: string, required: true}\n  username: {type: string, required: true}\n  private_key: {type: string, required: true, secret: true}\n",
+    );
+    let lines = "for i in $(seq {{ count }}); do if [ $((i % 2)) = 0 ]; then echo \\\"$0 out $i\\\"; else echo \\\"$0 err $i\\\" >&2; fi; sleep 0.1; done";
+    let remote = "hosts: '{{ hosts }}', username: '{{ username }}', private_key: '{{ private_key }}'";
+    let tasks = [
+        ("t1", "core.local", "cmd: \"echo 'Task 1'\"".to_string()),
+        ("t2", "core.local", format!("cmd: \"bash -c '{lines}' local\"")),
+        ("t3", "core.local", "cmd: \"echo 'Task 3'\"".to_string()),
+        ("t4", "demo10.script", "count: '{{ count }}'".to_string()),
+        ("t5", "core.local", "cmd: \"echo 'Task 5'\"".to_string()),
+        ("t6", "demo10.py", "count: '{{ count }}'".to_string()),
+        ("t7", "core.local", "cmd: \"echo 'Task 7'\"".to_string()),
+        ("t8", "core.remote", format!("{remote}, cmd: \"bash -c '{lines}' remote\"")),
+        ("t9", "core.local", "cmd: \"echo 'Task 9'\"".to_string()),
+        ("t10", "demo10.rscript", format!("{remote}, count: '{{{{ count }}}}'")),
+    ];
+    let mut chain = String::from("chain:\n");
+    for (i, (name, action, params)) in tasks.iter().enumerate() {
+        chain += &format!("  - name: {name}\n    ref: {action}\n    params: {{{params}}}\n");
+        if let Some((next, _, _)) = tasks.get(i + 1) {
+            chain += &format!("    on-success: {next}\n");
+        }
+    }
+    write_file(&pack.join("actions/chains/stream.yaml"), &chain);
+    let script = "#!/bin/bash\nfor i in $(seq \"$1\"); do if [ $((i % 2)) = 0 ]; then echo \"$2 out $i\"; else echo \"$2 err $i\" >&2; fi; sleep 0.1; done\n";
+    write_file(
+        &pack.join("actions/script.yaml"),
+        "name: script\nrunner_type: local-shell-script\nentry_point: lines.sh\nparameters:\n  count: {type: integer, position: 0}\n  label: {type: string, position: 1, default: script}\n",
+    );
+    write_file(
+        &pack.join("actions/rscript.yaml"),
+        "name: rscript\nrunner_type: remote-shell-script\nentry_point: lines.sh\nparameters:\n  count: {type: integer, position: 0}\n  label: {type: string, position: 1, default: rscript}\n",
+    );
+    write_file(&pack.join("actions/lines.sh"), script);
+    write_file(
+        &pack.join("actions/py.yaml"),
+        "name: py\nrunner_type: python-script\nentry_point: lines.py\nparameters:\n  count: {type: integer}\n",
+    );
+    write_file(
+        &pack.join("actions/lines.py"),
+        "import sys, time\nfrom st2common.runners.base_action import Action\n\nclass Lines(Action):\n    def run(self, count):\n        for i in range(1, count + 1):\n            print('python %s %d' % ('out' if i % 2 == 0 else 'err', i), file=sys.stdout if i % 2 == 0 else sys.stderr, flush=True)\n            time.sleep(0.1)\n",
+    );
+}
+
+#[tokio::test]
+async fn a_ten_task_chain_of_every_kind_streams_through_st2() {
+    let sshd = sshd::Sshd::start();
+    let mut s = Server::start_with(&[("SQUALL_SSH_RUNNER__SSH_CONNECT_TIMEOUT", "5")]);
+    write_ten_task_pack(&s.packs_dir());
+    s.restart();
+    let parameters = json!({
+        "hosts": format!("127.0.0.1:{}", sshd.port),
+        "username": sshd::USER,
+        "private_key": sshd::account().key_material,
+    });
+    let (code, e) = post(&s, "/v1/executions", json!({"action": "demo10.stream", "parameters": parameters})).await;
+    assert_eq!(code, 201, "{e}");
+    let id = e["id"].as_str().unwrap().to_string();
+    let out = St2::new(&s, Layout::BareV1).spawn(&["execution", "tail", &id]).finish(Duration::from_secs(120)).await.ok();
+    let text = out.all();
+    let done = wait_done(&s, &id, Duration::from_secs(10)).await;
+    assert_eq!(done["status"], "succeeded", "{done}\n{text}");
+    let children = done["children"].as_array().unwrap();
+    assert_eq!(children.len(), 10, "{done}");
+    let mut at = 0;
+    for (i, child) in children.iter().enumerate() {
+        let child = child.as_str().unwrap();
+        let task = format!("t{}", i + 1);
+        let mut expected = vec![format!("Child execution (task={task}) {child} has started.")];
+        match i + 1 {
+            n if n % 2 == 1 => expected.push(format!("Task {n}")),
+            n => {
+                let label = ["local", "script", "python", "remote", "rscript"][n / 2 - 1];
+                expected.extend((1..=4).map(|k| format!("{label} {} {k}", if k % 2 == 0 { "out" } else { "err" })));
+            }
+        }
+        expected.push(format!("Child execution (task={task}) {child} has finished (status=succeeded)."));
+        for needle in expected {
+            let found = text[at..].find(needle.as_str()).unwrap_or_else(|| panic!("{needle:?} not after byte {at} of:\n{text}"));
+            at += found + needle.len();
+        }
+    }
+    assert!(text[at..].contains(&completed(&id, "succeeded")), "{text}");
+    assert!(!text.contains(sshd::account().key_material.lines().nth(1).unwrap()), "the key is never shown");
+}
+
+#[tokio::test]
+async fn a_chain_does_not_hold_the_only_runner_slot() {
+    let mut s = Server::start_with(&[("SQUALL_ACTIONRUNNER__ACTIONS_POOL_SIZE", "1")]);
+    write_flow_pack(&s.packs_dir());
+    s.restart();
+    let (_, e) = post(&s, "/v1/executions", json!({"action": "flow.demo", "parameters": {"count": 1}})).await;
+    let done = wait_done(&s, e["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
 }

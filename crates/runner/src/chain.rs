@@ -273,8 +273,8 @@ impl Run<'_> {
         child.parent = Some(self.parent.id.clone());
         self.ctx.sealing.seal(&child.id, &child.runner, &child.action, &mut child.parameters);
         let mut subscription = self.ctx.bus.subscribe_execution(&child.id).await;
-        self.add_child(&child.id).await?;
         lifecycle::submit(self.ctx.store, self.ctx.bus, self.ctx.queue, &child).await?;
+        self.add_child(&child.id).await?;
         let ended = self.wait_for(&child, &mut subscription, stopper).await?;
         let state = ended.status.as_str().to_string();
         self.results.insert(task.name.clone(), ended.result.clone().unwrap_or(Value::Null));
@@ -323,8 +323,8 @@ impl Run<'_> {
         }
     }
 
-    /// Appends `child_id` to the chain's `children` (stored and announced before the child
-    /// starts, as StackStorm does), whatever status a cancel moved the chain to meanwhile.
+    /// Appends `child_id` (already stored) to the chain's `children`, whatever status a cancel
+    /// moved the chain to meanwhile.
     async fn add_child(&mut self, child_id: &str) -> Result<(), StoreError> {
         self.parent.children.push(child_id.to_string());
         loop {

@@ -11,7 +11,7 @@ use squall_core::sealed::SealingKey;
 use squall_core::shell::{Exit, shell_result, status_for};
 use squall_core::{Execution, OutputStats, Status, StreamKind, params};
 use squall_store::{Store, StoreError, TokenRecord};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -201,10 +201,9 @@ impl Worker {
                 };
                 let w = Arc::clone(&worker);
                 worker.tasks.spawn(async move {
-                    if let Err(e) = w.run(&id).await {
+                    if let Err(e) = w.run(&id, permit).await {
                         tracing::error!(execution = %id, error = %e, "execution failed in storage");
                     }
-                    drop(permit);
                 });
             }
         });
@@ -253,7 +252,10 @@ impl Worker {
         Ok(moved)
     }
 
-    async fn run(&self, id: &str) -> Result<(), StoreError> {
+    /// Runs execution `id`, holding one of the pool's slots (`slot`) while it runs a process. A
+    /// workflow gives its slot back once running: it only waits for its tasks, which need
+    /// slots of their own (with one slot, a chain holding it would wait forever).
+    async fn run(&self, id: &str, slot: OwnedSemaphorePermit) -> Result<(), StoreError> {
         let Some(mut e) = self.store.execution(id).await? else { return Ok(()) };
         if let Some(delay) = e.delay {
             if e.status == Status::Requested {
@@ -280,7 +282,10 @@ impl Worker {
         }
         let stopper = Arc::new(Stopper::default());
         self.running.lock().expect("running lock").insert(e.id.clone(), Arc::clone(&stopper));
-        let outcome = if self.advance(&mut e, Status::Running, None).await? { Some(self.execute(&e, &stopper).await) } else { None };
+        let running = self.advance(&mut e, Status::Running, None).await?;
+        let slot = (!e.is_workflow()).then_some(slot);
+        let outcome = if running { Some(self.execute(&e, &stopper).await) } else { None };
+        drop(slot);
         self.running.lock().expect("running lock").remove(&e.id);
         match outcome {
             Some(Ok(outcome)) => self.finish(e, outcome).await,

@@ -39,8 +39,9 @@ const INTERRUPTED: u8 = 130;
 pub async fn tail(api: &Api, id: &str, opts: &TailOptions) -> CliResult<u8> {
     let e = api.get(&format!("/executions/{id}")).await?;
     let id = str_of(&e, "id");
+    let workflow = e["liveaction"]["action_is_workflow"].as_bool().unwrap_or(false);
     tokio::select! {
-        followed = follow(api, &id, str_of(&e, "status"), opts) => followed,
+        followed = follow(api, &id, str_of(&e, "status"), opts, workflow) => followed,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\nStopped following. Execution {id} keeps running: `squall execution tail {id}` follows it again, `squall execution cancel {id}` stops it.");
             Ok(INTERRUPTED)
@@ -48,20 +49,38 @@ pub async fn tail(api: &Api, id: &str, opts: &TailOptions) -> CliResult<u8> {
     }
 }
 
-async fn follow(api: &Api, id: &str, status: String, opts: &TailOptions) -> CliResult<u8> {
+async fn follow(api: &Api, id: &str, status: String, opts: &TailOptions, workflow: bool) -> CliResult<u8> {
     // Said for any execution that had not ended when the tail began, even one that ended
     // before it was seen running (a fast action under `run --tail`).
-    let was_live = !["succeeded", "failed", "timeout", "canceled", "abandoned"].contains(&status.as_str());
+    let was_live = !TERMINAL.contains(&status.as_str());
     wait_until_started(api, id, status).await?;
     if was_live {
         eprintln!("Execution {id} has started.");
     }
     let mut printer = Printer::new(opts);
+    if workflow {
+        follow_tasks(api, id, opts, &mut printer).await?;
+    } else {
+        follow_output(api, id, opts, &mut printer).await?;
+    }
+    let done = get_with_retries(api, &format!("/executions/{id}")).await?;
+    let status = str_of(&done, "status");
+    eprintln!("Execution {id} has completed (status={status}).");
+    if let Some(error) = done["result"]["error"].as_str().filter(|_| status != "succeeded") {
+        eprintln!("error: {error}");
+    }
+    Ok(exit::for_status(&status))
+}
+
+const TERMINAL: [&str; 5] = ["succeeded", "failed", "timeout", "canceled", "abandoned"];
+
+/// Everything one execution wrote, then live until it ends, across dropped connections.
+async fn follow_output(api: &Api, id: &str, opts: &TailOptions, printer: &mut Printer) -> CliResult<()> {
     let mut cursor = if opts.only_new { "latest".to_string() } else { "0".to_string() };
     let mut retries = 0;
     loop {
-        match follow_once(api, id, &cursor, opts, &mut printer).await? {
-            Follow::Ended => break,
+        match follow_once(api, id, &cursor, opts, printer).await? {
+            Follow::Ended => return Ok(()),
             Follow::Interrupted(last) => {
                 if let Some(seq) = last {
                     cursor = seq.to_string();
@@ -79,13 +98,50 @@ async fn follow(api: &Api, id: &str, status: String, opts: &TailOptions) -> CliR
             }
         }
     }
-    let done = get_with_retries(api, &format!("/executions/{id}")).await?;
-    let status = str_of(&done, "status");
-    eprintln!("Execution {id} has completed (status={status}).");
-    if let Some(error) = done["result"]["error"].as_str().filter(|_| status != "succeeded") {
-        eprintln!("error: {error}");
+}
+
+/// A workflow: each task (child execution, depth-first in the order they were started) from
+/// its start, through its output, to its end — those that ran before the tail began included —
+/// until the workflow has ended and every task has been shown.
+async fn follow_tasks(api: &Api, id: &str, opts: &TailOptions, printer: &mut Printer) -> CliResult<()> {
+    let mut shown: std::collections::HashSet<String> = Default::default();
+    // Nested workflows whose end is still to be announced.
+    let mut open: Vec<(String, String)> = Vec::new();
+    loop {
+        let ended = TERMINAL.contains(&str_of(&get_with_retries(api, &format!("/executions/{id}")).await?, "status").as_str());
+        let children = get_with_retries(api, &format!("/executions/{id}/children?depth=-1")).await?;
+        for child in children.as_array().into_iter().flatten() {
+            let child_id = str_of(child, "id");
+            if !shown.insert(child_id.clone()) {
+                continue;
+            }
+            let task = child["context"]["chain"]["name"].as_str().unwrap_or("unknown").to_string();
+            wait_until_started(api, &child_id, str_of(child, "status")).await?;
+            eprintln!("Child execution (task={task}) {child_id} has started.");
+            if child["liveaction"]["action_is_workflow"].as_bool().unwrap_or(false) {
+                open.push((child_id, task));
+                continue;
+            }
+            follow_output(api, &child_id, opts, printer).await?;
+            let status = str_of(&get_with_retries(api, &format!("/executions/{child_id}")).await?, "status");
+            eprintln!("Child execution (task={task}) {child_id} has finished (status={status}).");
+        }
+        let mut still_open = Vec::new();
+        for (child_id, task) in open.drain(..) {
+            let status = str_of(&get_with_retries(api, &format!("/executions/{child_id}")).await?, "status");
+            if TERMINAL.contains(&status.as_str()) {
+                eprintln!("Child execution (task={task}) {child_id} has finished (status={status}).");
+            } else {
+                still_open.push((child_id, task));
+            }
+        }
+        open = still_open;
+        // The children were read after the workflow was seen ended: none can be missing.
+        if ended && open.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(exit::for_status(&status))
 }
 
 fn backoff(attempt: u32) -> Duration {
