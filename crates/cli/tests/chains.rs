@@ -336,3 +336,21 @@ async fn a_chain_does_not_hold_the_only_runner_slot() {
     let done = wait_done(&s, e["id"].as_str().unwrap(), Duration::from_secs(30)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 }
+
+#[tokio::test]
+async fn a_task_that_times_out_fails_the_chain_with_timeout() {
+    let mut s = Server::start();
+    let pack = s.packs_dir().join("late");
+    write_file(&pack.join("pack.yaml"), "name: late\n");
+    write_file(&pack.join("actions/c.yaml"), "name: c\nrunner_type: action-chain\nentry_point: chains/c.yaml\n");
+    write_file(
+        &pack.join("actions/chains/c.yaml"),
+        "chain:\n  - name: slow\n    ref: core.local\n    params: {cmd: 'sleep 20', timeout: 1}\n    on-success: after\n  - name: after\n    ref: core.local\n    params: {cmd: 'echo after'}\n",
+    );
+    s.restart();
+    let (_, e) = post(&s, "/v1/executions", json!({"action": "late.c"})).await;
+    let done = wait_done(&s, e["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "timeout", "{done}");
+    assert_eq!(done["result"]["tasks"][0]["state"], "timeout");
+    assert_eq!(done["children"].as_array().unwrap().len(), 1, "on-success is not taken: {done}");
+}
