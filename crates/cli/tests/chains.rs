@@ -178,16 +178,23 @@ async fn canceling_a_chain_cancels_its_running_task_and_starts_no_other() {
 }
 
 #[tokio::test]
-async fn an_invalid_chain_is_listed_as_unavailable() {
+async fn a_chain_that_does_not_parse_is_unavailable_and_a_missing_task_fails_the_run() {
     let mut s = Server::start();
     let pack = s.packs_dir().join("bad");
     write_file(&pack.join("pack.yaml"), "name: bad\n");
     write_file(&pack.join("actions/c.yaml"), "name: c\nrunner_type: action-chain\nentry_point: chains/c.yaml\n");
-    write_file(&pack.join("actions/chains/c.yaml"), "chain:\n  - name: a\n    ref: core.local\n    on-success: b\n");
+    write_file(&pack.join("actions/chains/c.yaml"), "chain: [unclosed\n");
+    write_file(&pack.join("actions/d.yaml"), "name: d\nrunner_type: action-chain\nentry_point: chains/d.yaml\n");
+    write_file(&pack.join("actions/chains/d.yaml"), "chain:\n  - name: a\n    ref: core.local\n    on-success: b\n");
     s.restart();
     let (code, body) = post(&s, "/v1/executions", json!({"action": "bad.c"})).await;
     assert_eq!(code, 400);
-    assert!(body["faultstring"].as_str().unwrap().contains("Unable to find node with name \"b\""), "{body}");
+    assert!(body["faultstring"].as_str().unwrap().contains("chains/c.yaml is not valid"), "{body}");
+    let (_, e) = post(&s, "/v1/executions", json!({"action": "bad.d"})).await;
+    let done = wait_done(&s, e["id"].as_str().unwrap(), Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "failed");
+    assert!(done["result"]["error"].as_str().unwrap().contains("Unable to find node with name \"b\""), "{done}");
+    assert!(done.get("children").is_none(), "no task ran: {done}");
 }
 
 /// `squall execution tail ID` of a chain, as (stdout, stderr).

@@ -62,9 +62,7 @@ impl Chain {
             Some(_) => return Err("'default' must be a task name".into()),
             None => implicit_default(&tasks).ok_or("Failed to find default node in the chain.")?,
         };
-        let chain = Chain { tasks, default, vars };
-        chain.check_references()?;
-        Ok(chain)
+        Ok(Chain { tasks, default, vars })
     }
 
     fn task(&self, name: &str) -> Option<&Task> {
@@ -72,7 +70,9 @@ impl Chain {
     }
 
     /// Every name a task points at exists (templated names are checked when they are used).
-    fn check_references(&self) -> Result<(), String> {
+    /// Checked when the chain runs, as StackStorm does: a chain that fails this way on purpose
+    /// is still a chain.
+    pub fn check_references(&self) -> Result<(), String> {
         let missing = |name: &str| !is_template(name) && self.task(name).is_none();
         if missing(&self.default) {
             return Err(format!("Unable to find node with name \"{}\" referenced in \"default\".", self.default));
@@ -90,10 +90,8 @@ impl Chain {
 
 impl Task {
     fn parse(item: &Value) -> Result<Task, String> {
+        // Other keys (`description`, …) are ignored, as StackStorm ignores them past the first task.
         let Value::Object(t) = item else { return Err("every task of 'chain' must be a mapping".into()) };
-        if let Some(key) = t.keys().find(|k| !TASK_KEYS.contains(&k.as_str())) {
-            return Err(format!("Additional properties are not allowed ('{key}' was unexpected)"));
-        }
         let text = |key: &str| t.get(key).and_then(Value::as_str).map(str::to_string);
         let name = text("name").ok_or("every task needs a 'name'")?;
         let action = text("ref").ok_or_else(|| format!("task \"{name}\" needs a 'ref' (the action to run)"))?;
@@ -180,6 +178,9 @@ pub async fn execute(
         Ok(chain) => chain,
         Err(e) => return Ok(failed(format!("Failed to parse action chain definition from \"{}\": {e}", path.display()))),
     };
+    if let Err(e) = chain.check_references() {
+        return Ok(failed(e));
+    }
     let parameters = resolved.action.clone();
     let vars = match render_vars(&chain.vars, &parameters) {
         Ok(vars) => vars,
@@ -419,9 +420,30 @@ fn stopped_status(reason: StopReason) -> Status {
     }
 }
 
+/// StackStorm's datastore (`st2kv.system.x`, `st2kv.user.x`, `system.x`): squall has none, so
+/// every key is unset — empty and false — instead of an error, as for an unset key in StackStorm.
+#[derive(Debug)]
+struct EmptyDatastore;
+
+impl minijinja::value::Object for EmptyDatastore {
+    fn get_value(self: &std::sync::Arc<Self>, _key: &minijinja::Value) -> Option<minijinja::Value> {
+        Some(minijinja::Value::from_dyn_object(std::sync::Arc::clone(self)))
+    }
+
+    fn is_true(self: &std::sync::Arc<Self>) -> bool {
+        false
+    }
+
+    fn render(self: &std::sync::Arc<Self>, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_global("st2kv", minijinja::Value::from_object(EmptyDatastore));
+    env.add_global("system", minijinja::Value::from_object(EmptyDatastore));
     env.add_filter("to_json_string", |v: minijinja::Value| serde_json::to_string(&v).unwrap_or_default());
     env.add_filter("from_json_string", |s: String| -> Result<minijinja::Value, minijinja::Error> {
         let v: Value = serde_json::from_str(&s)
@@ -480,14 +502,14 @@ mod tests {
 
     #[test]
     fn bad_chains_say_why() {
-        let err = |text: &str| Chain::parse(text).unwrap_err();
+        let err = |text: &str| Chain::parse(text).and_then(|c| c.check_references()).unwrap_err();
         assert!(
             err("chain:\n  - name: a\n    ref: core.local\n    on-success: nope\n")
                 .contains("\"nope\" referenced in \"on-success\" in task \"a\"")
         );
         assert!(err("chain: []\ndefault: x\n").contains("\"x\" referenced in \"default\""));
         assert!(err("chain:\n  - name: a\n    ref: x\n    params: {}\n    parameters: {}\n").contains("not both"));
-        assert!(err("chain:\n  - name: a\n    ref: x\n    delay: 3\n").contains("'delay' was unexpected"));
+        assert!(Chain::parse("chain:\n  - name: a\n    ref: x\n    description: ignored\n").is_ok());
         assert!(err("chains: []\n").contains("'chains' was unexpected"));
         assert!(err("chain: []\n").contains("default node"));
     }
@@ -499,5 +521,7 @@ mod tests {
         assert_eq!(render_value(&json!({"a": ["{{ n }}", 7, true]}), &context).unwrap(), json!({"a": ["3", 7, true]}));
         assert_eq!(render_value(&json!("plain"), &context).unwrap(), json!("plain"));
         assert!(render_value(&json!("{{ missing }}"), &context).unwrap_err().contains("undefined"));
+        let unset = "[{{ st2kv.system.domain }}]{% if st2kv.user.x %}set{% endif %}";
+        assert_eq!(render_value(&json!(unset), &context).unwrap(), json!("[]"));
     }
 }
