@@ -197,10 +197,11 @@ async fn a_chain_that_does_not_parse_is_unavailable_and_a_missing_task_fails_the
     assert!(done.get("children").is_none(), "no task ran: {done}");
 }
 
-/// `squall execution tail ID` of a chain, as (stdout, stderr).
-fn squall_tail(s: &Server, id: &str) -> (String, String) {
+/// `squall execution tail ID [ARGS]` of a chain, as (stdout, stderr).
+fn squall_tail(s: &Server, id: &str, args: &[&str]) -> (String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_squall"))
         .args(["execution", "tail", id])
+        .args(args)
         .env("SQUALL_URL", &s.base)
         .env("NO_COLOR", "1")
         .output()
@@ -226,8 +227,8 @@ async fn squall_execution_tail_follows_a_chain_joined_midway_and_after_the_end()
         assert!(std::time::Instant::now() < deadline, "the first task printed nothing");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (midway_out, midway_err) = squall_tail(&s, &id);
-    let (after_out, after_err) = squall_tail(&s, &id);
+    let (midway_out, midway_err) = squall_tail(&s, &id, &[]);
+    let (after_out, after_err) = squall_tail(&s, &id, &[]);
     let stdout = "first 1\nfirst 2\nfirst 3\nscript says hello 3\npython got 3\nrecovered from 3 after 6\n";
     assert_eq!(midway_out, stdout, "{midway_err}");
     assert_eq!(after_out, stdout, "{after_err}");
@@ -238,6 +239,21 @@ async fn squall_execution_tail_follows_a_chain_joined_midway_and_after_the_end()
         assert!(err.trim_end().ends_with(&format!("Execution {id} has completed (status=succeeded).")), "{err}");
     }
     assert!(midway_err.contains(&format!("Execution {id} has started.")), "joined while it ran: {midway_err}");
+
+    let (with_metadata, _) = squall_tail(&s, &id, &["--include-metadata"]);
+    assert!(with_metadata.lines().any(|l| l.contains("][stdout][task=script] script says hello 3")), "{with_metadata}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["execution", "get", &id])
+        .env("SQUALL_URL", &s.base)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = tree.lines().skip_while(|l| !l.starts_with("TASK")).collect();
+    assert_eq!(rows.len(), 6, "a header and five tasks: {tree}");
+    assert!(rows[1].starts_with("first") && rows[1].contains("core.local") && rows[1].contains("succeeded"), "{tree}");
+    assert!(rows[4].starts_with("broken") && rows[4].contains("failed"), "{tree}");
 }
 
 /// Pack `demo10`: ten tasks in a line, as StackStorm's streaming demo has them — a marker line

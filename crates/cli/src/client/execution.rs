@@ -161,8 +161,38 @@ pub async fn get(api: &Api, id: &str, json: bool, detail: bool) -> CliResult<u8>
         render::json(&e);
     } else {
         print_execution(&e, detail);
+        if e["liveaction"]["action_is_workflow"].as_bool().unwrap_or(false) {
+            let tasks = api.get(&format!("/executions/{}/children?depth=-1", str_of(&e, "id"))).await?;
+            print_task_tree(&str_of(&e, "id"), tasks.as_array().map_or(&[][..], Vec::as_slice));
+        }
     }
     Ok(0)
+}
+
+/// A workflow's tasks, depth-first as they ran, nested tasks indented under their workflow.
+fn print_task_tree(root: &str, tasks: &[Value]) {
+    let color = render::color_stdout();
+    let mut depth: std::collections::HashMap<String, usize> = [(root.to_string(), 0)].into();
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let level = depth.get(t["parent"].as_str().unwrap_or_default()).copied().unwrap_or(0) + 1;
+            depth.insert(str_of(t, "id"), level);
+            let name = t["context"]["chain"]["name"].as_str().unwrap_or("unknown");
+            vec![
+                format!("{}{name}", "  ".repeat(level - 1)),
+                t["action"]["ref"].as_str().unwrap_or_default().to_string(),
+                format!("{} {}", render::status(&str_of(t, "status"), color), render::elapsed(t)).trim_end().to_string(),
+                str_of(t, "id"),
+            ]
+        })
+        .collect();
+    println!();
+    if rows.is_empty() {
+        println!("no task has started yet");
+    } else {
+        render::table(&["task", "action", "status", "id"], &rows);
+    }
 }
 
 pub async fn cancel(api: &Api, id: &str) -> CliResult<u8> {

@@ -122,7 +122,9 @@ async fn follow_tasks(api: &Api, id: &str, opts: &TailOptions, printer: &mut Pri
                 open.push((child_id, task));
                 continue;
             }
+            printer.task = Some(task.clone());
             follow_output(api, &child_id, opts, printer).await?;
+            printer.task = None;
             let status = str_of(&get_with_retries(api, &format!("/executions/{child_id}")).await?, "status");
             eprintln!("Child execution (task={task}) {child_id} has finished (status={status}).");
         }
@@ -228,6 +230,8 @@ struct Printer {
     at_line_start: [bool; 2],
     /// The connection dropped; say so when it is back.
     reconnecting: bool,
+    /// The workflow task whose output this is, for `--include-metadata`.
+    task: Option<String>,
 }
 
 impl Printer {
@@ -238,6 +242,7 @@ impl Printer {
             one_stream: opts.kind.is_some(),
             at_line_start: [true, true],
             reconnecting: false,
+            task: None,
         }
     }
 
@@ -249,10 +254,14 @@ impl Printer {
         let slot = usize::from(kind != "stdout");
         let mut bytes = Vec::with_capacity(data.len() + 64);
         if self.include_metadata {
-            match record["host"].as_str() {
-                Some(host) => bytes.extend_from_slice(format!("[{timestamp}][{kind}][{host}] ").as_bytes()),
-                None => bytes.extend_from_slice(format!("[{timestamp}][{kind}] ").as_bytes()),
+            bytes.extend_from_slice(format!("[{timestamp}][{kind}]").as_bytes());
+            if let Some(host) = record["host"].as_str() {
+                bytes.extend_from_slice(format!("[{host}]").as_bytes());
             }
+            if let Some(task) = &self.task {
+                bytes.extend_from_slice(format!("[task={task}]").as_bytes());
+            }
+            bytes.push(b' ');
         }
         if self.timestamps {
             for line in data.split_inclusive(|b| *b == b'\n') {
