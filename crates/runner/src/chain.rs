@@ -373,6 +373,7 @@ impl Run<'_> {
         context.extend(self.results.clone());
         context.extend(self.vars.clone());
         context.insert("__results".into(), Value::Object(self.results.clone()));
+        let context = jinja_context(&context);
         for (key, template) in &task.publish {
             let value = render_value(template, &context).map_err(|e| {
                 format!(
@@ -439,7 +440,8 @@ impl minijinja::value::Object for EmptyDatastore {
     }
 }
 
-fn environment() -> Environment<'static> {
+/// The template environment, built once.
+static ENVIRONMENT: std::sync::LazyLock<Environment<'static>> = std::sync::LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.add_global("st2kv", minijinja::Value::from_object(EmptyDatastore));
@@ -451,15 +453,18 @@ fn environment() -> Environment<'static> {
         Ok(minijinja::Value::from(minijinja::value::Serde(v)))
     });
     env
+});
+
+/// A rendering context, converted once for all the strings rendered with it.
+fn jinja_context(context: &Map<String, Value>) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(context))
 }
 
 /// Renders every string inside `value`; a string that renders to itself keeps its value, and
 /// non-string scalars are kept as they are.
-fn render_value(value: &Value, context: &Map<String, Value>) -> Result<Value, String> {
+fn render_value(value: &Value, context: &minijinja::Value) -> Result<Value, String> {
     match value {
-        Value::String(s) if is_template(s) => {
-            environment().render_str(s, minijinja::value::Serde(context)).map(Value::String).map_err(|e| e.to_string())
-        }
+        Value::String(s) if is_template(s) => ENVIRONMENT.render_str(s, context).map(Value::String).map_err(|e| e.to_string()),
         Value::Array(items) => items.iter().map(|v| render_value(v, context)).collect::<Result<_, _>>().map(Value::Array),
         Value::Object(m) => {
             m.iter().map(|(k, v)| Ok((k.clone(), render_value(v, context)?))).collect::<Result<Map<_, _>, String>>().map(Value::Object)
@@ -469,6 +474,7 @@ fn render_value(value: &Value, context: &Map<String, Value>) -> Result<Value, St
 }
 
 fn render_params(params: &Map<String, Value>, context: &Map<String, Value>, task: &str) -> Result<Map<String, Value>, String> {
+    let context = &jinja_context(context);
     params
         .iter()
         .map(|(k, v)| {
@@ -482,7 +488,8 @@ fn render_params(params: &Map<String, Value>, context: &Map<String, Value>, task
 
 /// `vars` are rendered once, each on its own, with the chain's parameters.
 fn render_vars(vars: &Map<String, Value>, parameters: &Map<String, Value>) -> Result<Map<String, Value>, String> {
-    vars.iter().map(|(k, v)| Ok((k.clone(), render_value(v, parameters).map_err(|e| format!("\"{k}\": {e}"))?))).collect()
+    let context = &jinja_context(parameters);
+    vars.iter().map(|(k, v)| Ok((k.clone(), render_value(v, context).map_err(|e| format!("\"{k}\": {e}"))?))).collect()
 }
 
 #[cfg(test)]
@@ -516,7 +523,7 @@ mod tests {
 
     #[test]
     fn renders_templates_keeping_other_values() {
-        let context = json!({"n": 3, "t1": {"stdout": "hello"}}).as_object().unwrap().clone();
+        let context = jinja_context(json!({"n": 3, "t1": {"stdout": "hello"}}).as_object().unwrap());
         assert_eq!(render_value(&json!("{{ t1.stdout }} x{{ n }}"), &context).unwrap(), json!("hello x3"));
         assert_eq!(render_value(&json!({"a": ["{{ n }}", 7, true]}), &context).unwrap(), json!({"a": ["3", 7, true]}));
         assert_eq!(render_value(&json!("plain"), &context).unwrap(), json!("plain"));
