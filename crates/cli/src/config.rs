@@ -186,12 +186,43 @@ impl Default for RbacSection {
 }
 
 /// `[api]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Api {
     /// Public base URL of the API, including `/v1`, handed to actions as `ST2_ACTION_API_URL`.
     /// Default: `http://<first listen address>/v1`.
     pub public_url: Option<String>,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open.
+    pub header_read_timeout: u64,
+    /// Seconds a response may wait on a client that reads nothing before the connection is
+    /// dropped (a stream viewer resumes where it was with `Last-Event-ID`).
+    pub write_timeout: u64,
+    /// Connections served at once on all listeners; more clients wait until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        let limits = squall_server::ConnectionLimits::default();
+        Api {
+            public_url: None,
+            header_read_timeout: limits.header_read_timeout.as_secs(),
+            write_timeout: limits.write_timeout.as_secs(),
+            max_connections: limits.max_connections,
+        }
+    }
+}
+
+impl Api {
+    /// The connection limits these options describe.
+    pub fn connection_limits(&self) -> squall_server::ConnectionLimits {
+        squall_server::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout.max(1)),
+            write_timeout: std::time::Duration::from_secs(self.write_timeout.max(1)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
 }
 
 /// `[content]`

@@ -268,10 +268,16 @@ pub struct ServerArgs {
     /// Where the database lives; created on first start.
     #[arg(long, env = "SQUALL_DATA_DIR", hide_env_values = true, default_value = "./squall-data")]
     pub data_dir: PathBuf,
-    /// Address to listen on (repeatable). Replaces the defaults 127.0.0.1:9100, :9101 and :9102.
+    /// Address to listen on (repeatable). With this or --stream-listen, only the addresses given
+    /// are served; the defaults are 127.0.0.1:9100, :9101 and :9102 (the stream service).
     /// Port 0 picks a free port; the chosen addresses are logged.
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     pub listen: Vec<String>,
+    /// Address of the stream service (repeatable), as st2stream: there `/v1/executions/ID/output`
+    /// is the live SSE stream rather than plain text. Without it, a listener on port 9102 is the
+    /// stream service, as in StackStorm.
+    #[arg(long = "stream-listen", value_name = "ADDR:PORT")]
+    pub stream_listen: Vec<String>,
     /// Configuration file (TOML, st2.conf section and option names).
     #[arg(long, env = "SQUALL_CONFIG")]
     pub config: Option<PathBuf>,

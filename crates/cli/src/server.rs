@@ -11,6 +11,7 @@ use squall_core::sealed::SealingKey;
 use squall_runner::cluster::{LeaseSettings, Membership};
 use squall_runner::remote::SshSettings;
 use squall_runner::{Content, RunnerSettings, Worker};
+use squall_server::Listener;
 use squall_server::auth::AuthSettings;
 use squall_server::rbac::Rbac;
 use squall_server::{AppState, NodeIdentity, ServerSettings, WireSettings};
@@ -174,9 +175,10 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     log_content(&content, &config.content.packs_base_paths);
     let (serves_api, runs_actions) = (args.role != Role::Runner, args.role != Role::Api);
 
-    let listeners = if serves_api { bind(&args.listen).await? } else { Vec::new() };
-    let addrs: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
-    let api_addr = addrs.iter().find(|a| a.port() == 9101).or(addrs.first()).copied();
+    let listeners = if serves_api { bind(&args).await? } else { Vec::new() };
+    let addrs: Vec<(SocketAddr, bool)> = listeners.iter().filter_map(|l| Some((l.socket.local_addr().ok()?, l.stream_service))).collect();
+    let api_addrs = || addrs.iter().filter(|(_, stream)| !stream).map(|(a, _)| a);
+    let api_addr = api_addrs().find(|a| a.port() == 9101).or(api_addrs().next()).copied();
     let public_url = config.api.public_url.clone().unwrap_or_else(|| match api_addr {
         Some(a) => format!("http://{a}/v1"),
         None => "http://127.0.0.1:9101/v1".into(),
@@ -236,6 +238,7 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             },
             rbac,
             sealing,
+            shutting_down: stop_work.clone(),
         });
         if config.auth.enable {
             ensure_admin(&*state.store, &args.data_dir).await?;
@@ -246,14 +249,15 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             );
         }
         spawn_garbage_collector(Arc::clone(&state.store), &config, stop_work.clone());
-        let http = tokio::spawn(squall_server::serve(listeners, squall_server::router(state), stop_http.clone()));
-        for a in &addrs {
-            tracing::info!("listening on http://{a}");
+        let http =
+            tokio::spawn(squall_server::serve(listeners, squall_server::router(state), config.api.connection_limits(), stop_http.clone()));
+        for (a, stream) in &addrs {
+            tracing::info!("listening on http://{a}{}", if *stream { " (stream service)" } else { "" });
         }
         Some(http)
     } else {
-        if !args.listen.is_empty() {
-            tracing::warn!("--listen is ignored with --role runner: runner nodes serve no HTTP");
+        if !args.listen.is_empty() || !args.stream_listen.is_empty() {
+            tracing::warn!("--listen and --stream-listen are ignored with --role runner: runner nodes serve no HTTP");
         }
         None
     };
@@ -407,14 +411,19 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std:
     }
 }
 
-async fn bind(listen: &[String]) -> anyhow::Result<Vec<TcpListener>> {
-    let wanted: Vec<&str> = if listen.is_empty() { DEFAULT_LISTEN.to_vec() } else { listen.iter().map(String::as_str).collect() };
+async fn bind(args: &ServerArgs) -> anyhow::Result<Vec<Listener>> {
+    let defaults = args.listen.is_empty() && args.stream_listen.is_empty();
+    let plain: Vec<&str> = if defaults { DEFAULT_LISTEN.to_vec() } else { args.listen.iter().map(String::as_str).collect() };
+    let port_9102_is_stream = args.stream_listen.is_empty();
     let mut listeners = Vec::new();
-    for addr in wanted {
-        let parsed: SocketAddr = addr.parse().with_context(|| format!("--listen {addr}: expected ADDR:PORT, e.g. 127.0.0.1:9101"))?;
-        let listener =
+    for (addr, option, explicit_stream) in
+        plain.iter().map(|a| (*a, "--listen", false)).chain(args.stream_listen.iter().map(|a| (a.as_str(), "--stream-listen", true)))
+    {
+        let parsed: SocketAddr = addr.parse().with_context(|| format!("{option} {addr}: expected ADDR:PORT, e.g. 127.0.0.1:9101"))?;
+        let socket =
             TcpListener::bind(parsed).await.with_context(|| format!("cannot listen on {addr} (is another server running there?)"))?;
-        listeners.push(listener);
+        let stream_service = explicit_stream || (port_9102_is_stream && parsed.port() == 9102);
+        listeners.push(Listener { socket, stream_service });
     }
     Ok(listeners)
 }

@@ -297,6 +297,25 @@ async fn a_postgres_restart_mid_stream_loses_nothing() {
     let started = Instant::now();
     survives(&c, move || restarting.restart_after(Duration::from_secs(12))).await;
     println!("PostgreSQL down 12 s (twice the lease) mid-stream: the execution succeeded, {:.1} s in all", secs(started));
+    // Meanwhile `/readyz` says the node cannot work, and says why; then that it can again.
+    let restarting = std::sync::Arc::clone(&pg);
+    let outage = std::thread::spawn(move || restarting.restart_after(Duration::from_secs(4)));
+    let seen = wait_readyz(c.api(0), 503, Duration::from_secs(10)).await;
+    assert!(seen["checks"]["store"].as_str().is_some_and(|s| s != "ok"), "{seen}");
+    wait_readyz(c.api(0), 200, Duration::from_secs(30)).await;
+    outage.join().unwrap();
+}
+
+async fn wait_readyz(node: &impl common::Endpoint, code: u16, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (got, body) = get(node, "/readyz").await;
+        if got == code {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "/readyz still {got} {body} after {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The st2 CLI, pointed at one API node while the actions run on the runner nodes.

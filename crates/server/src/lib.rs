@@ -2,6 +2,7 @@
 //! stream services, under every prefix StackStorm answers on) and squall's extensions.
 
 pub mod auth;
+mod connections;
 pub mod credentials;
 pub mod error;
 mod follow;
@@ -12,22 +13,17 @@ pub mod rbac;
 pub mod service;
 pub mod wire;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
 use axum::routing::{get, post};
 use squall_bus::{Bus, WorkQueue};
 use squall_core::Catalog;
 use squall_core::sealed::SealingKey;
 use squall_store::Store;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tower::Layer;
-use tower::util::MapRequestLayer;
 
+pub use connections::{ConnectionLimits, Listener, serve};
 pub use wire::WireSettings;
 
 /// Settings of the HTTP layer.
@@ -66,6 +62,9 @@ pub struct AppState {
     pub rbac: rbac::Rbac,
     /// Seals secret parameter values before they are stored or published.
     pub sealing: SealingKey,
+    /// Fires when the node begins to shut down: `/readyz` then answers 503 so that load
+    /// balancers send new clients elsewhere.
+    pub shutting_down: tokio_util::sync::CancellationToken,
 }
 
 /// The canonical routes (after [`paths::normalize`]).
@@ -83,6 +82,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(handlers::root))
         .route("/stream", get(stream::events))
         .route("/squall/stats", get(handlers::stats))
+        .route("/livez", get(handlers::health::livez))
+        .route("/readyz", get(handlers::health::readyz))
         .route("/tokens", post(auth_routes::create_token))
         .route("/tokens/validate", post(auth_routes::validate_token))
         .route("/user", get(auth_routes::whoami))
@@ -97,25 +98,4 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(handlers::fallback)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::authenticate))
         .with_state(state)
-}
-
-/// Serves `router` on every listener until `shutdown` fires. A listener whose port is 9102
-/// (StackStorm's stream port) is the stream service.
-pub async fn serve(listeners: Vec<TcpListener>, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    let mut tasks = Vec::new();
-    for listener in listeners {
-        let addr: SocketAddr = listener.local_addr()?;
-        let stream_port = addr.port() == 9102;
-        let app = MapRequestLayer::new(move |req: Request| paths::rewrite(req, stream_port)).layer(router.clone());
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-        }));
-    }
-    for task in tasks {
-        task.await.map_err(std::io::Error::other)??;
-    }
-    Ok(())
 }

@@ -74,6 +74,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// (the log writer publishes only after it returns) and must keep `seq` order on reads.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Answers once the database can be reached and queried (`/readyz`).
+    async fn ping(&self) -> Result<()>;
+
     async fn insert_execution(&self, execution: &Execution) -> Result<()>;
 
     /// Replaces the stored execution only if its stored status is still `expected`; returns

@@ -182,6 +182,11 @@ impl Store for PgStore {
         row.as_ref().map(decode_execution).transpose()
     }
 
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn latest_execution(&self) -> Result<Option<Execution>> {
         let row = sqlx::query("SELECT id, doc FROM executions ORDER BY start_ts DESC, id DESC LIMIT 1").fetch_optional(&self.pool).await?;
         row.as_ref().map(decode_execution).transpose()

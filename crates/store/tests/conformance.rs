@@ -36,6 +36,8 @@ fn record(id: &str, seq: u64, stream: StreamKind, data: &[u8]) -> OutputRecord {
 }
 
 async fn suite(store: Arc<dyn Store>) {
+    store.ping().await.expect("a reachable store answers ping");
+
     // Executions round-trip and `last` is the newest.
     let mut a = execution("echo a", "alice");
     a.start_timestamp = Timestamp(1_000);

@@ -186,7 +186,7 @@ impl Cluster {
                     continue;
                 }
                 if let Some(addr) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(Some(addr.trim().to_string()));
+                    let _ = tx.send(Some(addr.split_whitespace().next().unwrap_or_default().to_string()));
                     sent = true;
                 } else if line.contains("squall is running") {
                     let _ = tx.send(None);

@@ -73,7 +73,7 @@ impl Server {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 log.lock().unwrap().push(line.clone());
                 if !sent && let Some(addr) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_string());
                     sent = true;
                 }
                 if std::env::var_os("SQUALL_TEST_SERVER_LOG").is_some() {

@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod auth;
 pub mod executions;
+pub mod health;
 pub mod output;
 pub mod stream;
 
