@@ -25,25 +25,24 @@ async fn truncation_keeps_exact_head_and_tail_with_a_marker() {
         let e = wait_done(&s, &id, Duration::from_secs(60)).await;
         assert_eq!(e["status"], "succeeded");
         let produced = seq_bytes(200000);
-        let kept = get_bytes(&s, &format!("/v1/executions/{id}/output?output_type={stream}")).await;
-        assert_eq!(kept.len(), 100000);
-        assert_eq!(&kept[..50000], &produced[..50000], "exact head");
-        assert_eq!(&kept[50000..], &produced[produced.len() - 50000..], "exact tail");
         let omitted = produced.len() - 100000;
-        let markers = String::from_utf8(get_bytes(&s, &format!("/v1/executions/{id}/output?output_type=output")).await).unwrap();
-        assert!(markers.contains("output limit reached") && markers.ends_with(&format!("… {omitted} bytes omitted …\n")), "{markers}");
+        // The stream's own views show where bytes are missing, on a line of their own.
+        let newline = if produced[49999] == b'\n' { "" } else { "\n" };
+        let marker = format!("{newline}… {omitted} bytes omitted …\n");
+        let expected = [&produced[..50000], marker.as_bytes(), &produced[produced.len() - 50000..]].concat();
+        let kept = get_bytes(&s, &format!("/v1/executions/{id}/output?output_type={stream}")).await;
+        assert_eq!(String::from_utf8_lossy(&kept), String::from_utf8_lossy(&expected), "exact head, marker, exact tail");
+        assert_eq!(get_bytes(&s, &format!("/v1/executions/{id}/{stream}")).await, expected, "raw /{stream} too");
+        let notes = String::from_utf8(get_bytes(&s, &format!("/v1/executions/{id}/output?output_type=output")).await).unwrap();
+        assert!(notes.contains("output limit reached"), "{notes}");
         assert_eq!(e["output_truncated"], true);
         assert_eq!(e["output_bytes"][stream], produced.len());
         assert_eq!(e["output_bytes"]["omitted"], omitted);
-        // The marker sits between head and tail in the log.
+        // In the whole log: head, the live note, the marker, the tail.
         let all = get_bytes(&s, &format!("/v1/executions/{id}/output")).await;
         let find = |needle: &str| all.windows(needle.len()).position(|w| w == needle.as_bytes()).expect(needle);
-        assert_eq!(find("… output limit reached"), 50000, "the live marker follows the head");
-        assert_eq!(
-            find(&format!("… {omitted} bytes omitted …\n")) + format!("… {omitted} bytes omitted …\n").len(),
-            all.len() - 50000,
-            "the final marker precedes the tail"
-        );
+        assert_eq!(find("… output limit reached"), 50000, "the live note follows the head");
+        assert_eq!(find(&marker) + marker.len(), all.len() - 50000, "the marker precedes the tail");
     }
 }
 
@@ -53,7 +52,8 @@ async fn a_single_endless_line_is_cut_the_same_way() {
     let id = run_cmd(&s, "head -c 1000000 /dev/zero | tr '\\0' y", json!({})).await;
     let e = wait_done(&s, &id, Duration::from_secs(60)).await;
     let kept = get_bytes(&s, &format!("/v1/executions/{id}/output?output_type=stdout")).await;
-    assert_eq!(kept, vec![b'y'; 100000]);
+    let expected = ["y".repeat(50000), "\n… 900000 bytes omitted …\n".into(), "y".repeat(50000)].concat();
+    assert_eq!(String::from_utf8(kept).unwrap(), expected);
     assert_eq!(e["output_bytes"]["omitted"], 900000);
     let view = e["result"]["stdout"].as_str().unwrap();
     assert!(view.len() < 200_000, "result.stdout is a bounded view");

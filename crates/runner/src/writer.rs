@@ -106,8 +106,8 @@ fn per_host<'a, T>(list: &'a mut PerHost<T>, host: &Option<Arc<str>>, make: impl
 }
 
 /// `[actionrunner] max_output_bytes`: the first half is stored as it comes; past it, a rolling
-/// last half is kept in memory and stored, after a marker naming what was omitted, when the
-/// streams close. Viewers see a marker live the moment the limit is reached.
+/// last half is kept in memory and stored, after a marker in each stream naming what it lost,
+/// when the streams close. Viewers see a marker live the moment the limit is reached.
 #[derive(Debug, Default)]
 struct Limit {
     /// 0: unlimited.
@@ -115,6 +115,22 @@ struct Limit {
     stored: u64,
     tail: VecDeque<Chunk>,
     tail_bytes: u64,
+    /// Per host, per stream (stdout, stderr): where the head ended and what the tail dropped,
+    /// for the markers that tell each stream's readers where bytes are missing.
+    cuts: PerHost<[Cut; 2]>,
+}
+
+/// One stream's side of a truncation.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    head_ends_line: bool,
+    omitted: u64,
+}
+
+impl Default for Cut {
+    fn default() -> Self {
+        Cut { head_ends_line: true, omitted: 0 }
+    }
 }
 
 impl Limit {
@@ -124,6 +140,26 @@ impl Limit {
 
     fn tail_budget(&self) -> u64 {
         self.max - self.head_budget()
+    }
+
+    fn cut(&mut self, host: &Option<Arc<str>>, stream: StreamKind) -> &mut Cut {
+        &mut per_host(&mut self.cuts, host, Default::default)[stream.code() as usize - 1]
+    }
+
+    /// `… N bytes omitted …` in each stream that lost bytes, on a line of its own, to be
+    /// stored just before the tail: every view of that stream (and the combined log) shows it.
+    fn markers(&self) -> Vec<Chunk> {
+        let mut markers = Vec::new();
+        for (host, cuts) in &self.cuts {
+            for (stream, cut) in [StreamKind::Stdout, StreamKind::Stderr].into_iter().zip(cuts) {
+                if cut.omitted > 0 {
+                    let newline = if cut.head_ends_line { "" } else { "\n" };
+                    let data = format!("{newline}… {} bytes omitted …\n", cut.omitted);
+                    markers.push(Chunk { stream, host: host.clone(), data: data.into() });
+                }
+            }
+        }
+        markers
     }
 }
 
@@ -262,10 +298,10 @@ impl LogWriter {
         }
         self.store_records(kept.into_iter()).await?;
         if self.summary.stats.truncated {
-            let marker = format!("… {} bytes omitted …\n", self.summary.stats.omitted_bytes);
+            let markers = self.limit.markers();
             let tail: Vec<Chunk> = std::mem::take(&mut self.limit.tail).into();
             self.limit.max = 0; // the tail is stored whole
-            self.store_records(std::iter::once(Chunk::local(StreamKind::Output, marker)).chain(tail)).await?;
+            self.store_records(markers.into_iter().chain(tail)).await?;
         }
         self.summary.last_seq = self.next_seq - 1;
         Ok(std::mem::replace(&mut self.summary, WriterSummary { last_seq: 0, stats: OutputStats::default(), views: Vec::new() }))
@@ -312,6 +348,7 @@ impl LogWriter {
             let room = limit.head_budget().saturating_sub(limit.stored) as usize;
             if chunk.data.len() <= room {
                 limit.stored += chunk.data.len() as u64;
+                limit.cut(&chunk.host, chunk.stream).head_ends_line = chunk.data.ends_with(b"\n");
                 kept.push(chunk);
                 return;
             }
@@ -319,6 +356,7 @@ impl LogWriter {
             let head = chunk.data.split_to(cut);
             limit.stored += head.len() as u64;
             if !head.is_empty() {
+                limit.cut(&chunk.host, chunk.stream).head_ends_line = head.ends_with(b"\n");
                 kept.push(Chunk { stream: chunk.stream, host: chunk.host.clone(), data: head });
             }
             let note = format!(
@@ -336,10 +374,12 @@ impl LogWriter {
             let front = limit.tail.front_mut().expect("tail holds the excess");
             let drop = excess.min(front.data.len());
             let _ = front.data.split_to(drop);
+            let (host, stream) = (front.host.clone(), front.stream);
             if front.data.is_empty() {
                 limit.tail.pop_front();
             }
             limit.tail_bytes -= drop as u64;
+            limit.cut(&host, stream).omitted += drop as u64;
             self.summary.stats.omitted_bytes += drop as u64;
         }
     }
