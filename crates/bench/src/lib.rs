@@ -35,9 +35,10 @@ pub struct BenchArgs {
     /// The scenario to run.
     #[arg(value_enum)]
     scenario: Scenario,
-    /// Print one JSON object holding every figure, the baseline, the ratio and the targets.
-    #[arg(long, short = 'j')]
-    json: bool,
+    /// Set by the global `--json`: print one JSON object holding every figure, the baseline,
+    /// the ratio and the targets.
+    #[arg(skip)]
+    pub json: bool,
     /// Size factor for every size in the scenario (bytes, lines, viewers, executions,
     /// durations); 1 is the benchmark the targets are defined for.
     #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
@@ -60,10 +61,16 @@ pub struct BenchArgs {
     #[arg(long)]
     cluster: bool,
     /// The cluster's PostgreSQL (a schema of the run's own is created and dropped).
-    #[arg(long, env = "SQUALL_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/test", value_name = "URL")]
+    #[arg(
+        long,
+        env = "SQUALL_BENCH_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/test",
+        value_name = "URL"
+    )]
     database_url: String,
     /// The cluster's NATS, with JetStream (a subject prefix of the run's own).
-    #[arg(long, env = "SQUALL_BENCH_NATS_URL", default_value = "nats://127.0.0.1:4222", value_name = "URL")]
+    #[arg(long, env = "SQUALL_BENCH_NATS_URL", hide_env_values = true, default_value = "nats://127.0.0.1:4222", value_name = "URL")]
     nats_url: String,
 
     // `squall bench emit`: the paced line writer the latency scenarios run as their action.

@@ -26,6 +26,10 @@ struct Cli {
     /// Server URL [env: SQUALL_URL; else `url` in ~/.config/squall/config.toml; default http://127.0.0.1:9101]
     #[arg(long, global = true)]
     url: Option<String>,
+    /// Machine-readable output: one JSON document, or for `tail` one JSON object per record and
+    /// line; `server` logs JSON lines. Human messages still go to stderr.
+    #[arg(long, short = 'j', global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +58,7 @@ enum Command {
     /// per server; a token is only sent to the server that issued it. The password is read from
     /// stdin, or prompted for without echo on a terminal.
     Login {
+        /// The user to log in as
         user: String,
         /// Token lifetime in seconds (at most the server's [auth] token_ttl)
         #[arg(long)]
@@ -66,11 +71,7 @@ enum Command {
         all: bool,
     },
     /// Who the server thinks you are.
-    Whoami {
-        /// Print JSON
-        #[arg(long, short = 'j')]
-        json: bool,
-    },
+    Whoami,
     /// Manage API keys (stored hashed; a key is shown only when created).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
@@ -88,13 +89,29 @@ enum Command {
     /// Packs on disk: what loads and runs, what does not and why (no server needed).
     #[command(subcommand)]
     Pack(pack::PackCommand),
+    /// Print a shell completion script: `squall completion bash > /etc/bash_completion.d/squall`.
+    Completion {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
 enum KeyCommand {
     /// Write a new random key (mode 0600) to PATH, for `[keyvalue] encryption_key_path`. Give
     /// every node of a cluster the same file. An existing file is never replaced.
-    Generate { path: PathBuf },
+    Generate {
+        /// Where to write the key
+        path: PathBuf,
+    },
+}
+
+/// `--mine`: `last` means the caller's own newest execution rather than anyone's.
+#[derive(clap::Args)]
+struct Mine {
+    /// Your own newest execution instead of the id (`last` is the newest by anyone)
+    #[arg(long)]
+    mine: bool,
 }
 
 /// How `run` and `re-run` take parameters and wait.
@@ -109,9 +126,6 @@ struct RunOptions {
     /// Stream the output live while it runs
     #[arg(long)]
     tail: bool,
-    /// Print JSON
-    #[arg(long, short = 'j')]
-    json: bool,
 }
 
 impl RunOptions {
@@ -141,31 +155,40 @@ enum ExecutionCommand {
         /// Only this action
         #[arg(long)]
         action: Option<String>,
-        /// Print JSON
-        #[arg(long, short = 'j')]
-        json: bool,
+        /// Only executions you started
+        #[arg(long)]
+        mine: bool,
     },
     /// One execution (`last` for the newest).
     Get {
+        /// Execution id, or `last` (the newest, by anyone)
         id: String,
-        /// Print JSON
-        #[arg(long, short = 'j')]
-        json: bool,
         /// Show the status history too
         #[arg(long, short = 'd')]
         detail: bool,
     },
     /// Cancel an execution; its whole process group is stopped.
-    Cancel { id: String },
+    Cancel {
+        /// Execution id, or `last` (the newest, by anyone)
+        #[arg(default_value = "last")]
+        id: String,
+        #[command(flatten)]
+        mine: Mine,
+    },
     /// Run an execution again, optionally overriding parameters.
     #[command(name = "re-run")]
     ReRun {
+        /// Execution id, or `last` (the newest, by anyone)
         id: String,
+        #[command(flatten)]
+        mine: Mine,
         #[command(flatten)]
         options: RunOptions,
     },
-    /// The stored output so far, byte-exact (does not wait).
+    /// The stored output so far, byte-exact (does not wait). With --json: one object whose
+    /// `data` is the output as text.
     Output {
+        /// Execution id, or `last` (the newest, by anyone)
         id: String,
         /// Only this stream (it goes to stdout)
         #[arg(long = "type", value_parser = ["stdout", "stderr"])]
@@ -177,9 +200,11 @@ enum ExecutionCommand {
     /// Everything so far, then live output until the execution completes. The action's stdout
     /// goes to stdout and its stderr to stderr; status lines go to stderr.
     Tail {
-        /// Execution id, or `last`
+        /// Execution id, or `last` (the newest, by anyone)
         #[arg(default_value = "last")]
         id: String,
+        #[command(flatten)]
+        mine: Mine,
         /// Only this stream (it goes to stdout)
         #[arg(long = "type", value_parser = ["stdout", "stderr"])]
         kind: Option<String>,
@@ -202,43 +227,52 @@ enum ExecutionCommand {
 enum ApikeyCommand {
     /// Create a key (for yourself, or for --user if you are an admin); prints the key.
     Create {
+        /// The user the key is for (admins only; default: you)
         #[arg(long)]
         user: Option<String>,
-        /// Print JSON
-        #[arg(long, short = 'j')]
-        json: bool,
     },
     /// Your keys (every key for an admin).
-    List {
-        /// Print JSON
-        #[arg(long, short = 'j')]
-        json: bool,
-    },
+    List,
     /// Let a key authenticate again.
-    Enable { id: String },
+    Enable {
+        /// The key's id (`squall apikey list`)
+        id: String,
+    },
     /// Stop a key from authenticating (it stays listed).
-    Disable { id: String },
+    Disable {
+        /// The key's id (`squall apikey list`)
+        id: String,
+    },
     /// Remove a key.
-    Delete { id: String },
+    Delete {
+        /// The key's id (`squall apikey list`)
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum UserCommand {
     /// Add a user; the password is read from stdin or prompted for.
     Add {
+        /// The user's name
         name: String,
+        /// The server's data directory
         #[arg(long, env = "SQUALL_DATA_DIR", hide_env_values = true, default_value = "./squall-data")]
         data_dir: PathBuf,
     },
     /// Change a user's password.
     Passwd {
+        /// The user's name
         name: String,
+        /// The server's data directory
         #[arg(long, env = "SQUALL_DATA_DIR", hide_env_values = true, default_value = "./squall-data")]
         data_dir: PathBuf,
     },
     /// Remove a user with their tokens and API keys.
     Remove {
+        /// The user's name
         name: String,
+        /// The server's data directory
         #[arg(long, env = "SQUALL_DATA_DIR", hide_env_values = true, default_value = "./squall-data")]
         data_dir: PathBuf,
     },
@@ -248,18 +282,14 @@ enum UserCommand {
 enum ActionCommand {
     /// Actions, sorted by pack and name.
     List {
+        /// Only this pack's actions
         #[arg(long, short = 'p')]
         pack: Option<String>,
-        /// Print JSON
-        #[arg(long, short = 'j')]
-        json: bool,
     },
     /// One action and its parameters.
     Get {
+        /// Action reference, e.g. core.local
         reference: String,
-        /// Print JSON
-        #[arg(long, short = 'j')]
-        json: bool,
     },
 }
 
@@ -279,12 +309,12 @@ pub struct ServerArgs {
     #[arg(long = "stream-listen", value_name = "ADDR:PORT")]
     pub stream_listen: Vec<String>,
     /// Configuration file (TOML, st2.conf section and option names).
-    #[arg(long, env = "SQUALL_CONFIG")]
+    #[arg(long, env = "SQUALL_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// What this node does: `api` serves the REST API, auth and streams; `runner` runs
     /// executions; `all` both. `api` and `runner` need the distributed backends ([database]
     /// and [messaging]); any mix runs on any number of nodes.
-    #[arg(long, value_enum, default_value_t = Role::All, env = "SQUALL_ROLE")]
+    #[arg(long, value_enum, default_value_t = Role::All, env = "SQUALL_ROLE", hide_env_values = true)]
     pub role: Role,
 }
 
@@ -321,17 +351,33 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Server(args) => server::main(args),
+        Command::Server(args) => server::main(args, cli.json),
         Command::Version => {
-            println!("squall {} ({})", env!("CARGO_PKG_VERSION"), option_env!("SQUALL_COMMIT").unwrap_or("commit unknown"));
+            let (version, commit) = (env!("CARGO_PKG_VERSION"), option_env!("SQUALL_COMMIT").unwrap_or("commit unknown"));
+            if cli.json {
+                client::render::json(&serde_json::json!({"version": version, "commit": commit}));
+            } else {
+                println!("squall {version} ({commit})");
+            }
             ExitCode::SUCCESS
         }
-        Command::Bench(args) => squall_bench::main(args),
-        Command::Purge(cmd) => purge::main(cmd),
-        Command::Pack(cmd) => pack::main(cmd),
+        Command::Bench(mut args) => {
+            args.json |= cli.json;
+            squall_bench::main(args)
+        }
+        Command::Purge(cmd) => purge::main(cmd, cli.json),
+        Command::Pack(cmd) => pack::main(cmd, cli.json),
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "squall", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Command::Key(KeyCommand::Generate { path }) => match keyfile::generate(&path) {
             Ok(()) => {
-                println!("wrote a new encryption key to {}", path.display());
+                if cli.json {
+                    client::render::json(&serde_json::json!({"written": path}));
+                } else {
+                    println!("wrote a new encryption key to {}", path.display());
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -339,11 +385,11 @@ fn main() -> ExitCode {
                 ExitCode::from(client::exit::ERROR)
             }
         },
-        command => client_main(cli.url, command),
+        command => client_main(cli.url, cli.json, command),
     }
 }
 
-fn client_main(url: Option<String>, command: Command) -> ExitCode {
+fn client_main(url: Option<String>, json: bool, command: Command) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -351,7 +397,7 @@ fn client_main(url: Option<String>, command: Command) -> ExitCode {
             return ExitCode::from(client::exit::ERROR);
         }
     };
-    match runtime.block_on(run_client(url, command)) {
+    match runtime.block_on(run_client(url, json, command)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("squall: {}", e.message);
@@ -360,44 +406,56 @@ fn client_main(url: Option<String>, command: Command) -> ExitCode {
     }
 }
 
-async fn run_client(url: Option<String>, command: Command) -> client::CliResult<u8> {
+async fn run_client(url: Option<String>, json: bool, command: Command) -> client::CliResult<u8> {
     use client::execution;
     use client::{action, auth, tail};
     if let Command::User(cmd) = &command {
         return match cmd {
-            UserCommand::Add { name, data_dir } => auth::user_admin(data_dir, "add", name).await,
-            UserCommand::Passwd { name, data_dir } => auth::user_admin(data_dir, "passwd", name).await,
-            UserCommand::Remove { name, data_dir } => auth::user_admin(data_dir, "remove", name).await,
+            UserCommand::Add { name, data_dir } => auth::user_admin(data_dir, "add", name, json).await,
+            UserCommand::Passwd { name, data_dir } => auth::user_admin(data_dir, "passwd", name, json).await,
+            UserCommand::Remove { name, data_dir } => auth::user_admin(data_dir, "remove", name, json).await,
         };
     }
     let api = client::Api::new(&client::resolve_url(url)?)?;
     match command {
-        Command::Server(_) | Command::Bench(_) | Command::Purge(_) | Command::Pack(_) | Command::Key(_) | Command::Version => {
+        Command::Server(_)
+        | Command::Bench(_)
+        | Command::Purge(_)
+        | Command::Pack(_)
+        | Command::Key(_)
+        | Command::Version
+        | Command::Completion { .. } => {
             unreachable!("handled in main")
         }
-        Command::Run { action, options } => execution::run(&api, &action, &options.parameters, options.wait(), options.json).await,
-        Command::Execution(ExecutionCommand::List { n, status, action, json }) => execution::list(&api, n, status, action, json).await,
-        Command::Execution(ExecutionCommand::Get { id, json, detail }) => execution::get(&api, &id, json, detail).await,
-        Command::Execution(ExecutionCommand::Cancel { id }) => execution::cancel(&api, &id).await,
-        Command::Execution(ExecutionCommand::ReRun { id, options }) => {
-            execution::rerun(&api, &id, &options.parameters, options.wait(), options.json).await
+        Command::Run { action, options } => execution::run(&api, &action, &options.parameters, options.wait(), json).await,
+        Command::Execution(ExecutionCommand::List { n, status, action, mine }) => {
+            execution::list(&api, n, status, action, mine, json).await
+        }
+        Command::Execution(ExecutionCommand::Get { id, detail }) => execution::get(&api, &id, json, detail).await,
+        Command::Execution(ExecutionCommand::Cancel { id, mine }) => {
+            execution::cancel(&api, &client::pick(&api, &id, mine.mine).await?, json).await
+        }
+        Command::Execution(ExecutionCommand::ReRun { id, mine, options }) => {
+            let id = client::pick(&api, &id, mine.mine).await?;
+            execution::rerun(&api, &id, &options.parameters, options.wait(), json).await
         }
         Command::Execution(ExecutionCommand::Output { id, kind, host }) => {
-            execution::output(&api, &id, kind.as_deref(), host.as_deref()).await
+            execution::output(&api, &id, kind.as_deref(), host.as_deref(), json).await
         }
-        Command::Execution(ExecutionCommand::Tail { id, kind, host, include_metadata, timestamps, only_new }) => {
-            tail::tail(&api, &id, &tail::TailOptions { kind, host, include_metadata, timestamps, only_new }).await
+        Command::Execution(ExecutionCommand::Tail { id, mine, kind, host, include_metadata, timestamps, only_new }) => {
+            let id = client::pick(&api, &id, mine.mine).await?;
+            tail::tail(&api, &id, &tail::TailOptions { kind, host, include_metadata, timestamps, only_new, json }).await
         }
-        Command::Action(ActionCommand::List { pack, json }) => action::list(&api, pack, json).await,
-        Command::Action(ActionCommand::Get { reference, json }) => action::get(&api, &reference, json).await,
-        Command::Login { user, ttl } => auth::login(&api, &user, ttl).await,
-        Command::Logout { all } => auth::logout(&api, all),
-        Command::Whoami { json } => auth::whoami(&api, json).await,
-        Command::Apikey(ApikeyCommand::Create { user, json }) => auth::apikey_create(&api, user, json).await,
-        Command::Apikey(ApikeyCommand::List { json }) => auth::apikey_list(&api, json).await,
-        Command::Apikey(ApikeyCommand::Enable { id }) => auth::apikey_enable(&api, &id, true).await,
-        Command::Apikey(ApikeyCommand::Disable { id }) => auth::apikey_enable(&api, &id, false).await,
-        Command::Apikey(ApikeyCommand::Delete { id }) => auth::apikey_delete(&api, &id).await,
+        Command::Action(ActionCommand::List { pack }) => action::list(&api, pack, json).await,
+        Command::Action(ActionCommand::Get { reference }) => action::get(&api, &reference, json).await,
+        Command::Login { user, ttl } => auth::login(&api, &user, ttl, json).await,
+        Command::Logout { all } => auth::logout(&api, all, json),
+        Command::Whoami => auth::whoami(&api, json).await,
+        Command::Apikey(ApikeyCommand::Create { user }) => auth::apikey_create(&api, user, json).await,
+        Command::Apikey(ApikeyCommand::List) => auth::apikey_list(&api, json).await,
+        Command::Apikey(ApikeyCommand::Enable { id }) => auth::apikey_enable(&api, &id, true, json).await,
+        Command::Apikey(ApikeyCommand::Disable { id }) => auth::apikey_enable(&api, &id, false, json).await,
+        Command::Apikey(ApikeyCommand::Delete { id }) => auth::apikey_delete(&api, &id, json).await,
         Command::User(_) => unreachable!("handled above"),
     }
 }

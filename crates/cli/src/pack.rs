@@ -13,15 +13,18 @@ pub enum PackCommand {
     /// Every pack under `[content] packs_base_paths` and each of its actions: runnable, or why not.
     List {
         /// The server's configuration file (for `[content] packs_base_paths`)
-        #[arg(long, env = "SQUALL_CONFIG")]
+        #[arg(long, env = "SQUALL_CONFIG", hide_env_values = true)]
         config: Option<PathBuf>,
     },
     /// Check a pack directory (or a directory of packs): what loads, what does not and why.
     /// Exits 1 when any file has a problem, 6 when there is no pack to check.
-    Check { path: PathBuf },
+    Check {
+        /// A pack directory, or a directory of packs
+        path: PathBuf,
+    },
 }
 
-pub fn main(command: PackCommand) -> ExitCode {
+pub fn main(command: PackCommand, json: bool) -> ExitCode {
     match command {
         PackCommand::List { config } => {
             let config = match Config::load(config.as_deref()) {
@@ -31,8 +34,13 @@ pub fn main(command: PackCommand) -> ExitCode {
                     return ExitCode::from(crate::client::exit::ERROR);
                 }
             };
-            println!("packs from {}", config.content.packs_base_paths);
-            report(&Content::load(&config.content.paths()));
+            let content = Content::load(&config.content.paths());
+            if json {
+                crate::client::render::json(&as_json(&content));
+            } else {
+                println!("packs from {}", config.content.packs_base_paths);
+                report(&content);
+            }
             ExitCode::SUCCESS
         }
         PackCommand::Check { path } => {
@@ -45,10 +53,28 @@ pub fn main(command: PackCommand) -> ExitCode {
                 eprintln!("squall: no pack in {} (a pack is a directory holding pack.yaml)", path.display());
                 return ExitCode::from(crate::client::exit::ERROR);
             }
-            report(&content);
+            if json {
+                crate::client::render::json(&as_json(&content));
+            } else {
+                report(&content);
+            }
             if content.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
     }
+}
+
+/// What `report` says, for scripts: every action with its pack and whether it runs, and every
+/// file that was not loaded.
+fn as_json(content: &Content) -> serde_json::Value {
+    let actions: Vec<_> = content
+        .catalog
+        .actions()
+        .filter(|a| a.pack != "core")
+        .map(|a| serde_json::json!({"ref": a.ref_, "pack": a.pack, "runner_type": a.runner_type, "unavailable": a.unavailable}))
+        .collect();
+    let not_loaded: Vec<_> =
+        content.problems.iter().filter(|p| p.action.is_none()).map(|p| serde_json::json!({"path": p.path, "reason": p.reason})).collect();
+    serde_json::json!({"packs": content.packs_on_disk(), "actions": actions, "not_loaded": not_loaded})
 }
 
 /// Prints each pack's actions (`ok` or `unavailable: reason`), then every file that was skipped.

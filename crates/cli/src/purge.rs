@@ -40,7 +40,7 @@ pub struct PurgeArgs {
     #[arg(long)]
     dry_run: bool,
     /// The server's data directory
-    #[arg(long, env = "SQUALL_DATA_DIR", default_value = "./squall-data")]
+    #[arg(long, env = "SQUALL_DATA_DIR", hide_env_values = true, default_value = "./squall-data")]
     data_dir: PathBuf,
 }
 
@@ -91,9 +91,9 @@ fn before(age: Duration) -> Timestamp {
     Timestamp(Timestamp::now().micros() - age.as_micros() as i64)
 }
 
-pub fn main(cmd: PurgeCommand) -> ExitCode {
+pub fn main(cmd: PurgeCommand, json: bool) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    match runtime.block_on(run(cmd)) {
+    match runtime.block_on(run(cmd, json)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("squall: {e}");
@@ -102,7 +102,7 @@ pub fn main(cmd: PurgeCommand) -> ExitCode {
     }
 }
 
-async fn run(cmd: PurgeCommand) -> Result<(), String> {
+async fn run(cmd: PurgeCommand, json: bool) -> Result<(), String> {
     let (common, running, output_only) = match cmd {
         PurgeCommand::Executions { common, include_running_older_than } => (common, include_running_older_than, false),
         PurgeCommand::Output { common } => (common, None, true),
@@ -117,8 +117,10 @@ async fn run(cmd: PurgeCommand) -> Result<(), String> {
     };
     let what = if output_only { "executions' output" } else { "executions" };
     let total = retention::count(&store, &scope).await.map_err(|e| e.to_string())?;
+    let kind = if output_only { "output" } else { "executions" };
     if common.dry_run {
-        println!("{total} {what} would be purged");
+        let outcome = serde_json::json!({"purge": kind, "dry_run": true, "would_purge": total});
+        crate::client::render::done(json, outcome, format!("{total} {what} would be purged"));
         return Ok(());
     }
     let show = std::io::stderr().is_terminal();
@@ -140,7 +142,8 @@ async fn run(cmd: PurgeCommand) -> Result<(), String> {
     if show {
         eprintln!();
     }
-    println!("purged {done} {what}");
+    let outcome = serde_json::json!({"purge": kind, "dry_run": false, "purged": done});
+    crate::client::render::done(json, outcome, format!("purged {done} {what}"));
     Ok(())
 }
 

@@ -25,8 +25,8 @@ use crate::{Role, ServerArgs};
 
 const DEFAULT_LISTEN: [&str; 3] = ["127.0.0.1:9100", "127.0.0.1:9101", "127.0.0.1:9102"];
 
-pub fn main(args: ServerArgs) -> ExitCode {
-    init_logging();
+pub fn main(args: ServerArgs, json_logs: bool) -> ExitCode {
+    init_logging(json_logs || std::env::var("SQUALL_LOG_FORMAT").is_ok_and(|f| f == "json"));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -43,12 +43,18 @@ pub fn main(args: ServerArgs) -> ExitCode {
     }
 }
 
-/// Logs go to stderr; colour only on a terminal, and never with `NO_COLOR` set.
-fn init_logging() {
+/// Logs go to stderr: text, coloured only on a terminal and never with `NO_COLOR` set, or one
+/// JSON object per line (`--json`, `SQUALL_LOG_FORMAT=json`) for log collectors.
+fn init_logging(json: bool) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG").unwrap_or_else(|_| "info,sqlx=warn,async_nats=warn".into());
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        logs.json().flatten_event(true).init();
+    } else {
+        let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        logs.with_ansi(colour).init();
+    }
 }
 
 /// The backends a node runs on: embedded (SQLite, in-process bus and queue) or distributed

@@ -464,13 +464,40 @@ async fn the_cli_logs_in_and_uses_keys() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("squall login"));
     let out = squall(&["login", "st2admin"], Some("wrong password"));
     assert_eq!(out.status.code(), Some(6));
-    let out = squall(&["login", "st2admin"], Some(ADMIN_PASSWORD));
+    let out = squall(&["login", "st2admin", "--json"], Some(ADMIN_PASSWORD));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let login: Value = serde_json::from_slice(&out.stdout).expect("login --json prints JSON");
+    assert_eq!(login["user"], "st2admin");
+    assert!(login["expiry"].as_str().is_some_and(|e| !e.is_empty()) && login.get("token").is_none(), "{login}");
     use std::os::unix::fs::PermissionsExt;
     let cache = home.path().join(".config/squall/token.json");
     assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o600);
     let out = squall(&["whoami"], None);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("st2admin"));
+    // `last` is the newest by anyone; `--mine`, the caller's own.
+    let mine = squall(&["run", "core.local", "cmd=echo mine", "--async"], None);
+    let mine = String::from_utf8_lossy(&mine.stdout).trim().to_string();
+    let out = squall(&["apikey", "create", "--user", "bob", "--json"], None);
+    let bob: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let as_bob = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["run", "core.local", "cmd=echo theirs"])
+        .env("SQUALL_URL", &s.base)
+        .env("SQUALL_API_KEY", bob["key"].as_str().unwrap())
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(as_bob.status.success(), "{}", String::from_utf8_lossy(&as_bob.stderr));
+    let out = squall(&["execution", "tail", "--mine"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mine\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let out = squall(&["execution", "tail"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "theirs\n");
+    let out = squall(&["execution", "list", "--mine", "--json"], None);
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.iter().map(|e| e["id"].as_str().unwrap()).collect::<Vec<_>>(), [mine.as_str()]);
+    let out = squall(&["execution", "tail", "--mine", "0123456789abcdef01234567"], None);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--mine"));
+
     let out = squall(&["apikey", "create"], None);
     let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(key.len(), 32);

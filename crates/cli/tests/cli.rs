@@ -234,6 +234,9 @@ async fn the_url_comes_from_the_user_config_file() {
 #[tokio::test]
 async fn small_conveniences() {
     let s = Server::start();
+    // Shell completion knows the subcommands.
+    let out = squall(&s, &["completion", "bash"]);
+    assert!(out.status.success() && text(&out.stdout).contains("execution") && text(&out.stdout).contains("complete"));
     // `version` names the commit.
     let out = squall(&s, &["version"]);
     assert!(out.status.success() && text(&out.stdout).starts_with("squall "), "{}", text(&out.stdout));
@@ -253,4 +256,86 @@ async fn small_conveniences() {
     let out = squall(&s, &["run", "core.remote", "hosts=127.0.0.1:1", "cmd=true", "--tail"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("error:"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn every_command_speaks_json() {
+    let s = Server::start();
+    let json_of = |args: &[&str]| -> Value {
+        let out = squall(&s, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text(&out.stdout)))
+    };
+    assert!(json_of(&["version", "--json"])["version"].is_string());
+    let id = run_and_wait(&s, "echo one; echo two >&2").await;
+    assert_eq!(json_of(&["execution", "output", &id, "--json"])["data"], "one\ntwo\n");
+    assert_eq!(json_of(&["--json", "execution", "get", &id])["id"], id.as_str());
+
+    // tail: one object per record and line, the final status last.
+    let out = squall(&s, &["execution", "tail", &id, "--json"]);
+    let lines: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    let data: Vec<(&str, &str)> = lines.iter().filter_map(|l| Some((l["output_type"].as_str()?, l["data"].as_str()?))).collect();
+    assert_eq!(data, [("stdout", "one\n"), ("stderr", "two\n")], "{}", text(&out.stdout));
+    assert_eq!(lines.last().unwrap()["status"], "succeeded");
+
+    let running = run_cmd(&s, "sleep 30", json!({})).await;
+    wait_status(&s, &running, &["running"], Duration::from_secs(20)).await;
+    assert_eq!(json_of(&["execution", "cancel", &running, "--json"])["id"], running.as_str());
+    assert!(json_of(&["action", "list", "--json"]).as_array().is_some_and(|a| !a.is_empty()));
+    assert!(json_of(&["logout", "--json"]).get("logged_out").is_some());
+    let data_dir = s.data_dir();
+    let data_dir = data_dir.to_str().unwrap();
+    let purge = json_of(&["purge", "output", "--older-than", "30d", "--dry-run", "--data-dir", data_dir, "--json"]);
+    assert_eq!((purge["dry_run"].as_bool(), purge["would_purge"].as_u64()), (Some(true), Some(0)));
+    assert!(json_of(&["pack", "list", "--json"])["actions"].is_array());
+}
+
+#[tokio::test]
+async fn mistakes_in_filters_and_config_are_reported() {
+    let s = Server::start();
+    let out = squall(&s, &["execution", "list", "--action", "core.nosuch"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert!(text(&out.stderr).contains("no action core.nosuch"), "{}", text(&out.stderr));
+    let home = tempfile::tempdir().unwrap();
+    for (config, want) in [("urll = \"http://x\"\n", "unknown field `urll`"), ("url = 9101\n", "invalid type")] {
+        write_file(&home.path().join(".config/squall/config.toml"), config);
+        let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+            .args(["action", "list"])
+            .env("HOME", home.path())
+            .env_remove("SQUALL_URL")
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(6), "{config}");
+        let err = text(&out.stderr);
+        assert!(err.contains("config.toml") && err.contains(want), "{config}: {err}");
+    }
+    // Help shows no environment values (nor a stray `=` where there is none).
+    for args in [&["purge", "output", "--help"][..], &["server", "--help"], &["pack", "list", "--help"]] {
+        let help = text(&squall(&s, args).stdout);
+        assert!(help.contains("[env: SQUALL_") && !help.contains("=]"), "{args:?}: {help}");
+    }
+}
+
+#[tokio::test]
+async fn the_example_configurations_are_valid() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["pack", "list", "--config"])
+        .arg(examples.join("squall.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "examples/squall.toml: {}", text(&out.stderr));
+    let s = Server::start();
+    let home = tempfile::tempdir().unwrap();
+    let client = std::fs::read_to_string(examples.join("config.toml")).unwrap().replace("http://127.0.0.1:9101", &s.base);
+    write_file(&home.path().join(".config/squall/config.toml"), &client);
+    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["action", "list"])
+        .env("HOME", home.path())
+        .env_remove("SQUALL_URL")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "examples/config.toml: {}", text(&out.stderr));
 }

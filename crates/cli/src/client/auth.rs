@@ -98,7 +98,7 @@ pub fn read_password(prompt: &str) -> CliResult<String> {
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
-pub async fn login(api: &Api, user: &str, ttl: Option<u64>) -> CliResult<u8> {
+pub async fn login(api: &Api, user: &str, ttl: Option<u64>, json: bool) -> CliResult<u8> {
     use base64::Engine;
     let password = read_password(&format!("Password for {user}: "))?;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -120,25 +120,31 @@ pub async fn login(api: &Api, user: &str, ttl: Option<u64>) -> CliResult<u8> {
         return Err(CliError::new(format!("login failed: {}", token["faultstring"].as_str().unwrap_or("error"))));
     }
     update_cache(api.server(), Some(json!({"user": token["user"], "token": token["token"], "expiry": token["expiry"]})))?;
-    println!("Logged in to {} as {user} until {}", api.server(), str_of(&token, "expiry"));
+    let expiry = str_of(&token, "expiry");
+    // The token itself stays in the cache: it is a credential, not output.
+    render::done(
+        json,
+        json!({"server": api.server(), "user": user, "expiry": expiry}),
+        format!("Logged in to {} as {user} until {expiry}", api.server()),
+    );
     Ok(0)
 }
 
 /// Forgets the token cached for this server (every server's with `all`).
-pub fn logout(api: &Api, all: bool) -> CliResult<u8> {
+pub fn logout(api: &Api, all: bool, json: bool) -> CliResult<u8> {
     if all {
         if let Some(path) = token_cache_path().filter(|p| p.exists()) {
             std::fs::remove_file(&path).map_err(|e| CliError::new(format!("cannot remove {}: {e}", path.display())))?;
         }
-        println!("Logged out of every server");
+        render::done(json, json!({"logged_out": "all"}), "Logged out of every server");
         return Ok(0);
     }
     if cached_login(api.server()).is_none() {
-        println!("Not logged in to {}", api.server());
+        render::done(json, json!({"logged_out": null, "server": api.server()}), format!("Not logged in to {}", api.server()));
         return Ok(0);
     }
     update_cache(api.server(), None)?;
-    println!("Logged out of {}", api.server());
+    render::done(json, json!({"logged_out": api.server()}), format!("Logged out of {}", api.server()));
     Ok(0)
 }
 
@@ -203,20 +209,20 @@ pub async fn apikey_list(api: &Api, json: bool) -> CliResult<u8> {
     Ok(0)
 }
 
-pub async fn apikey_enable(api: &Api, id: &str, enabled: bool) -> CliResult<u8> {
-    api.send_json(api.http().put(api.url(&format!("/apikeys/{id}"))).json(&json!({"enabled": enabled}))).await?;
-    println!("API key {id} {}", if enabled { "enabled" } else { "disabled" });
+pub async fn apikey_enable(api: &Api, id: &str, enabled: bool, json: bool) -> CliResult<u8> {
+    let key = api.send_json(api.http().put(api.url(&format!("/apikeys/{id}"))).json(&json!({"enabled": enabled}))).await?;
+    render::done(json, key, format!("API key {id} {}", if enabled { "enabled" } else { "disabled" }));
     Ok(0)
 }
 
-pub async fn apikey_delete(api: &Api, id: &str) -> CliResult<u8> {
+pub async fn apikey_delete(api: &Api, id: &str, json: bool) -> CliResult<u8> {
     api.send_json(api.http().delete(api.url(&format!("/apikeys/{id}")))).await?;
-    println!("API key {id} deleted");
+    render::done(json, json!({"id": id, "deleted": true}), format!("API key {id} deleted"));
     Ok(0)
 }
 
 /// `squall user add|passwd|remove`, directly on the data directory.
-pub async fn user_admin(data_dir: &Path, action: &str, name: &str) -> CliResult<u8> {
+pub async fn user_admin(data_dir: &Path, action: &str, name: &str, json: bool) -> CliResult<u8> {
     use squall_store::Store;
     let store = crate::purge::open_existing(data_dir).await.map_err(CliError::new)?;
     let exists = store.user(name).await.map_err(|e| CliError::new(e.to_string()))?.is_some();
@@ -234,13 +240,14 @@ pub async fn user_admin(data_dir: &Path, action: &str, name: &str) -> CliResult<
             }
             let hash = squall_server::credentials::hash_password(&password);
             store.put_user(name, Some(&hash)).await.map_err(|e| CliError::new(e.to_string()))?;
-            println!("user {name} {}", if action == "add" { "added" } else { "updated" });
+            let did = if action == "add" { "added" } else { "updated" };
+            render::done(json, json!({"user": name, did: true}), format!("user {name} {did}"));
         }
         _ => {
             if !store.delete_user(name).await.map_err(|e| CliError::new(e.to_string()))? {
                 return Err(CliError::new(format!("no user named {name}")));
             }
-            println!("user {name} removed, with their tokens and API keys");
+            render::done(json, json!({"user": name, "removed": true}), format!("user {name} removed, with their tokens and API keys"));
         }
     }
     Ok(0)

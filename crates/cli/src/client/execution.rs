@@ -68,14 +68,23 @@ async fn finish(api: &Api, e: Value, wait: Wait, json: bool) -> CliResult<u8> {
         }
         Wait::Result => {
             let mut spinner = Spinner::new();
-            let done = loop {
-                let e = api.get(&format!("/executions/{id}")).await?;
-                let status = str_of(&e, "status");
-                if !WAITING.contains(&status.as_str()) && status != "running" {
-                    break e;
+            let wait = async {
+                loop {
+                    let e = api.get(&format!("/executions/{id}")).await?;
+                    let status = str_of(&e, "status");
+                    if !WAITING.contains(&status.as_str()) && status != "running" {
+                        return Ok::<_, CliError>(e);
+                    }
+                    spinner.tick(&format!("{id} {status}"));
+                    tokio::time::sleep(Spinner::INTERVAL).await;
                 }
-                spinner.tick(&format!("{id} {status}"));
-                tokio::time::sleep(Spinner::INTERVAL).await;
+            };
+            let done = tokio::select! {
+                done = wait => done?,
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("\nStopped waiting. Execution {id} keeps running: `squall execution tail {id}` follows it, `squall execution get {id}` shows its result, `squall execution cancel {id}` stops it.");
+                    return Ok(tail::INTERRUPTED);
+                }
             };
             spinner.clear();
             if json {
@@ -118,14 +127,24 @@ fn print_execution(e: &Value, detail: bool) {
     }
 }
 
-pub async fn list(api: &Api, n: u32, status: Option<String>, action: Option<String>, json: bool) -> CliResult<u8> {
-    let mut path = format!("/executions?limit={n}&parent=null&sort_desc=True&exclude_attributes=result");
-    if let Some(s) = status {
-        path.push_str(&format!("&status={s}"));
+pub async fn list(api: &Api, n: u32, status: Option<String>, action: Option<String>, mine: bool, json: bool) -> CliResult<u8> {
+    let limit = n.to_string();
+    let mut filters = vec![("limit", limit.as_str())];
+    if let Some(s) = &status {
+        filters.push(("status", s));
     }
-    if let Some(a) = action {
-        path.push_str(&format!("&action={a}"));
+    if let Some(a) = &action {
+        // A filter on an action that does not exist would print an empty table, as if it never ran.
+        api.get(&format!("/actions/{a}"))
+            .await
+            .map_err(|_| CliError::new(format!("no action {a} on {} (see `squall action list`)", api.server())))?;
+        filters.push(("action", a));
     }
+    let user = if mine { Some(api.whoami().await?) } else { None };
+    if let Some(u) = &user {
+        filters.push(("user", u));
+    }
+    let path = super::executions_query(api, &filters)?;
     let (items, total) = api.get_counted(&path).await?;
     if json {
         render::json(&items);
@@ -195,22 +214,34 @@ fn print_task_tree(root: &str, tasks: &[Value]) {
     }
 }
 
-pub async fn cancel(api: &Api, id: &str) -> CliResult<u8> {
+pub async fn cancel(api: &Api, id: &str, json: bool) -> CliResult<u8> {
     let e = api.delete(&format!("/executions/{id}")).await?;
     if let Some(fault) = e.get("faultstring").and_then(Value::as_str) {
         return Err(CliError::new(fault.to_string()));
     }
-    println!("execution {} {}", str_of(&e, "id"), str_of(&e, "status"));
+    if json {
+        render::json(&e);
+    } else {
+        println!("execution {} {}", str_of(&e, "id"), str_of(&e, "status"));
+    }
     Ok(0)
 }
 
-/// The stored output, byte-exact, to stdout.
-pub async fn output(api: &Api, id: &str, kind: Option<&str>, host: Option<&str>) -> CliResult<u8> {
+/// The stored output, byte-exact, to stdout; with `json`, one object holding it as text.
+pub async fn output(api: &Api, id: &str, kind: Option<&str>, host: Option<&str>, json: bool) -> CliResult<u8> {
     let url = api.url_with(&format!("/executions/{id}/output"), &[("output_type", kind), ("host", host)])?;
     let mut resp = api.http().get(url).send().await.map_err(|e| api.unreachable(e))?;
     if !resp.status().is_success() {
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         return Err(CliError::new(body["faultstring"].as_str().unwrap_or("request failed").to_string()));
+    }
+    if json {
+        let data = resp.bytes().await.map_err(|e| api.unreachable(e))?;
+        let id = api.get(&format!("/executions/{id}")).await.map(|e| str_of(&e, "id")).unwrap_or_else(|_| id.to_string());
+        render::json(
+            &json!({"execution_id": id, "output_type": kind.unwrap_or("all"), "host": host, "data": String::from_utf8_lossy(&data)}),
+        );
+        return Ok(0);
     }
     let mut out = std::io::stdout().lock();
     while let Some(chunk) = resp.chunk().await.map_err(|e| api.unreachable(e))? {

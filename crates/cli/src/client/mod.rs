@@ -50,20 +50,53 @@ impl CliError {
 
 pub type CliResult<T> = Result<T, CliError>;
 
+/// The user's client configuration file. Unknown keys and wrong types are errors, so a typo
+/// is reported rather than silently ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserConfig {
+    /// The server to talk to when neither `--url` nor `SQUALL_URL` is given.
+    url: Option<String>,
+}
+
+fn read_user_config() -> CliResult<UserConfig> {
+    let Some(path) = user_config_path().filter(|p| p.is_file()) else { return Ok(UserConfig::default()) };
+    let text = std::fs::read_to_string(&path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| CliError::new(format!("{}: {}", path.display(), e.message())))
+}
+
 /// Where the server is: `--url`, then `SQUALL_URL`, then `url` in the user's config file
 /// (`$XDG_CONFIG_HOME/squall/config.toml` or `~/.config/squall/config.toml`), then the default.
+/// The config file is checked whenever it exists.
 pub fn resolve_url(flag: Option<String>) -> CliResult<String> {
-    if let Some(url) = flag.or_else(|| std::env::var("SQUALL_URL").ok()).filter(|u| !u.is_empty()) {
-        return Ok(url);
+    let config = read_user_config()?;
+    let url = flag.or_else(|| std::env::var("SQUALL_URL").ok()).filter(|u| !u.is_empty()).or(config.url);
+    Ok(url.unwrap_or_else(|| "http://127.0.0.1:9101".to_string()))
+}
+
+/// The execution a command acts on: `id` as given, or with `--mine` the caller's own newest.
+pub async fn pick(api: &Api, id: &str, mine: bool) -> CliResult<String> {
+    if !mine {
+        return Ok(id.to_string());
     }
-    if let Some(path) = user_config_path().filter(|p| p.is_file()) {
-        let text = std::fs::read_to_string(&path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
-        let table: toml::Table = text.parse().map_err(|e| CliError::new(format!("{} is not valid TOML: {e}", path.display())))?;
-        if let Some(url) = table.get("url").and_then(|v| v.as_str()) {
-            return Ok(url.to_string());
-        }
+    if id != "last" {
+        return Err(CliError::new(format!("--mine picks your newest execution: give it instead of an id (got {id})")));
     }
-    Ok("http://127.0.0.1:9101".to_string())
+    let user = api.whoami().await?;
+    let newest = api.get(&executions_query(api, &[("limit", "1"), ("user", &user)])?).await?;
+    match newest.as_array().and_then(|a| a.first()) {
+        Some(e) => Ok(action::str_of(e, "id")),
+        None => Err(CliError::new(format!("{user} has no execution on {}", api.server()))),
+    }
+}
+
+/// `/executions?…`: top-level executions, newest first, without their results, plus `filters`
+/// (percent-encoded).
+pub fn executions_query(api: &Api, filters: &[(&str, &str)]) -> CliResult<String> {
+    let fixed = [("parent", "null"), ("sort_desc", "True"), ("exclude_attributes", "result")];
+    let query: Vec<(&str, Option<&str>)> = fixed.iter().chain(filters).map(|(k, v)| (*k, Some(*v))).collect();
+    let url = api.url_with("/executions", &query)?;
+    Ok(format!("/executions?{}", url.query().unwrap_or_default()))
 }
 
 /// `$XDG_CONFIG_HOME/squall` or `~/.config/squall`.
@@ -145,6 +178,11 @@ impl Api {
             }
         }
         Ok(url)
+    }
+
+    /// The name the server knows the caller by.
+    pub async fn whoami(&self) -> CliResult<String> {
+        Ok(self.get("/user").await?["username"].as_str().unwrap_or_default().to_string())
     }
 
     pub fn http(&self) -> &reqwest::Client {

@@ -74,6 +74,16 @@ pub fn json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// The outcome of a command that changes something: `outcome` as JSON under `--json`, else
+/// the sentence for people.
+pub fn done(json: bool, outcome: Value, sentence: impl std::fmt::Display) {
+    if json {
+        self::json(&outcome);
+    } else {
+        println!("{sentence}");
+    }
+}
+
 /// A spinner on stderr, shown only when stderr is a terminal.
 pub struct Spinner {
     frame: usize,

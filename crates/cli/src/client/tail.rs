@@ -28,13 +28,15 @@ pub struct TailOptions {
     pub timestamps: bool,
     /// Skip what was produced before the tail started (StackStorm's behaviour).
     pub only_new: bool,
+    /// Each record as one JSON object per line on stdout, and the final status as the last.
+    pub json: bool,
 }
 
 /// Consecutive failed connection attempts before giving up (about a minute of retrying).
 const MAX_RETRIES: u32 = 40;
 
 /// The exit code of a command the user interrupted (128 + SIGINT).
-const INTERRUPTED: u8 = 130;
+pub const INTERRUPTED: u8 = 130;
 
 pub async fn tail(api: &Api, id: &str, opts: &TailOptions) -> CliResult<u8> {
     let e = api.get(&format!("/executions/{id}")).await?;
@@ -66,6 +68,9 @@ async fn follow(api: &Api, id: &str, status: String, opts: &TailOptions, workflo
     let done = get_with_retries(api, &format!("/executions/{id}")).await?;
     let status = str_of(&done, "status");
     eprintln!("Execution {id} has completed (status={status}).");
+    if opts.json {
+        println!("{}", serde_json::json!({"execution_id": id, "status": status, "completed": true}));
+    }
     if let Some(error) = done["result"]["error"].as_str().filter(|_| status != "succeeded") {
         eprintln!("error: {error}");
     }
@@ -232,6 +237,8 @@ struct Printer {
     reconnecting: bool,
     /// The workflow task whose output this is, for `--include-metadata`.
     task: Option<String>,
+    /// Records as JSON lines.
+    json: bool,
 }
 
 impl Printer {
@@ -243,10 +250,14 @@ impl Printer {
             at_line_start: [true, true],
             reconnecting: false,
             task: None,
+            json: opts.json,
         }
     }
 
     fn write(&mut self, record: &Value, data: &[u8]) -> CliResult<()> {
+        if self.json {
+            return self.write_json(record, data);
+        }
         let kind = record["output_type"].as_str().unwrap_or("stdout");
         let timestamp = record["timestamp"].as_str().unwrap_or_default();
         // squall's own `output` lines (an abandonment, the size limit) go with stderr, so that
@@ -282,5 +293,19 @@ impl Printer {
             out.write_all(&bytes).and_then(|_| out.flush())
         };
         result.map_err(|e| CliError::new(format!("cannot write output: {e}")))
+    }
+
+    /// The record as the server sent it, with its bytes as text (`data`) instead of base64.
+    fn write_json(&mut self, record: &Value, data: &[u8]) -> CliResult<()> {
+        let mut line = record.clone();
+        if let Some(fields) = line.as_object_mut() {
+            fields.remove("data_b64");
+            fields.insert("data".into(), Value::String(String::from_utf8_lossy(data).into_owned()));
+            if let Some(task) = &self.task {
+                fields.insert("task".into(), Value::String(task.clone()));
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").and_then(|_| out.flush()).map_err(|e| CliError::new(format!("cannot write output: {e}")))
     }
 }
