@@ -320,11 +320,8 @@ async fn mistakes_in_filters_and_config_are_reported() {
 #[tokio::test]
 async fn the_example_configurations_are_valid() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
-        .args(["pack", "list", "--config"])
-        .arg(examples.join("squall.toml"))
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_squall")).args(["pack", "list", "--config"]).arg(examples.join("squall.toml")).output().unwrap();
     assert!(out.status.success(), "examples/squall.toml: {}", text(&out.stderr));
     let s = Server::start();
     let home = tempfile::tempdir().unwrap();
