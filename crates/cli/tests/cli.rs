@@ -267,7 +267,7 @@ async fn every_command_speaks_json() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text(&out.stdout)))
     };
     assert!(json_of(&["version", "--json"])["version"].is_string());
-    let id = run_and_wait(&s, "echo one; echo two >&2").await;
+    let id = run_and_wait(&s, "echo one; sleep 0.2; echo two >&2").await; // two pipes: only time orders them
     assert_eq!(json_of(&["execution", "output", &id, "--json"])["data"], "one\ntwo\n");
     assert_eq!(json_of(&["--json", "execution", "get", &id])["id"], id.as_str());
 
