@@ -117,6 +117,8 @@ async fn against_file(ctx: &Ctx, cmd: &str, expected: u64, params: Figs) -> Resu
     for _ in 0..5 {
         fixed.push(ingest_once(&server, "true", 0).await?.elapsed.as_secs_f64() * 1000.0);
     }
+    // Before the medians sort them.
+    let each: Vec<String> = ours.iter().zip(&files).map(|(o, f)| format!("{o:.2} s ÷ {f:.2} s")).collect();
     let elapsed = stats::median(&mut ours);
     let base = stats::median(&mut files);
     let mut run = Run { params, ..Run::default() };
@@ -137,7 +139,8 @@ async fn against_file(ctx: &Ctx, cmd: &str, expected: u64, params: Figs) -> Resu
         .num("floor_s", "floor: sh -c 'CMD > /dev/null' (median)", stats::median(&mut floors), "s");
     run.ratio = Some(stats::median(&mut ratios));
     run.notes.push(format!(
-        "baseline: the same command into a file, {PAIRS} interleaved pairs (order alternating); ratio: median of the pairs' squall ÷ file"
+        "baseline: the same command into a file, {PAIRS} interleaved pairs (order alternating); ratio: median of the pairs' squall ÷ file ({})",
+        each.join(", ")
     ));
     Ok(run)
 }

@@ -14,6 +14,17 @@ fn squall(s: &Server, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_squall")).args(args).env("SQUALL_URL", &s.base).env("NO_COLOR", "1").output().expect("run squall")
 }
 
+/// The client as a user whose only setting is `HOME` (and so `~/.config/squall/config.toml`).
+fn squall_at_home(home: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("SQUALL_URL")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .expect("run squall")
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -221,13 +232,7 @@ async fn the_url_comes_from_the_user_config_file() {
     let s = Server::start();
     let home = tempfile::tempdir().unwrap();
     write_file(&home.path().join(".config/squall/config.toml"), &format!("url = \"{}\"\n", s.base));
-    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
-        .args(["action", "list", "--json"])
-        .env("HOME", home.path())
-        .env_remove("SQUALL_URL")
-        .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .unwrap();
+    let out = squall_at_home(home.path(), &["action", "list", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
@@ -299,13 +304,7 @@ async fn mistakes_in_filters_and_config_are_reported() {
     let home = tempfile::tempdir().unwrap();
     for (config, want) in [("urll = \"http://x\"\n", "unknown field `urll`"), ("url = 9101\n", "invalid type")] {
         write_file(&home.path().join(".config/squall/config.toml"), config);
-        let out = Command::new(env!("CARGO_BIN_EXE_squall"))
-            .args(["action", "list"])
-            .env("HOME", home.path())
-            .env_remove("SQUALL_URL")
-            .env_remove("XDG_CONFIG_HOME")
-            .output()
-            .unwrap();
+        let out = squall_at_home(home.path(), &["action", "list"]);
         assert_eq!(out.status.code(), Some(6), "{config}");
         let err = text(&out.stderr);
         assert!(err.contains("config.toml") && err.contains(want), "{config}: {err}");
@@ -327,12 +326,6 @@ async fn the_example_configurations_are_valid() {
     let home = tempfile::tempdir().unwrap();
     let client = std::fs::read_to_string(examples.join("config.toml")).unwrap().replace("http://127.0.0.1:9101", &s.base);
     write_file(&home.path().join(".config/squall/config.toml"), &client);
-    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
-        .args(["action", "list"])
-        .env("HOME", home.path())
-        .env_remove("SQUALL_URL")
-        .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .unwrap();
+    let out = squall_at_home(home.path(), &["action", "list"]);
     assert!(out.status.success(), "examples/config.toml: {}", text(&out.stderr));
 }

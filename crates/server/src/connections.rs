@@ -58,7 +58,7 @@ pub struct Listener {
 }
 
 /// Serves `router` on every listener until `shutdown` fires, then lets open requests finish.
-pub async fn serve(listeners: Vec<Listener>, router: Router, limits: ConnectionLimits, shutdown: CancellationToken) -> io::Result<()> {
+pub async fn serve(listeners: Vec<Listener>, router: Router, limits: ConnectionLimits, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let loops = listeners.into_iter().map(|listener| {
@@ -69,7 +69,6 @@ pub async fn serve(listeners: Vec<Listener>, router: Router, limits: ConnectionL
     });
     futures::future::join_all(loops).await;
     graceful.shutdown().await;
-    Ok(())
 }
 
 async fn accept_loop<S>(
