@@ -298,6 +298,7 @@ impl LogWriter {
         }
         self.store_records(kept.into_iter()).await?;
         if self.summary.stats.truncated {
+            self.summary.stats.omitted_bytes = self.limit.cuts.iter().flat_map(|(_, cuts)| cuts).map(|c| c.omitted).sum();
             let markers = self.limit.markers();
             let tail: Vec<Chunk> = std::mem::take(&mut self.limit.tail).into();
             self.limit.max = 0; // the tail is stored whole
@@ -380,7 +381,6 @@ impl LogWriter {
             }
             limit.tail_bytes -= drop as u64;
             limit.cut(&host, stream).omitted += drop as u64;
-            self.summary.stats.omitted_bytes += drop as u64;
         }
     }
 

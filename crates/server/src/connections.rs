@@ -86,14 +86,14 @@ async fn accept_loop<S>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
-    let mut warned = Warned::default();
+    let (mut warned_full, mut warned_accept) = (Warned::default(), Warned::default());
     loop {
         let slot = tokio::select! {
             slot = Arc::clone(slots).acquire_owned() => slot.expect("the connection semaphore is never closed"),
             () = shutdown.cancelled() => return,
         };
         if slots.available_permits() == 0 {
-            warned.once_a_minute(|| {
+            warned_full.once_a_minute(|| {
                 tracing::warn!(
                     limit = limits.max_connections,
                     "connection limit reached: new clients wait until one closes ([api] max_connections)"
@@ -110,7 +110,7 @@ async fn accept_loop<S>(
             Err(e) => {
                 // EMFILE / ENFILE / ENOMEM: the process is out of something. Keep serving the
                 // connections it has; try again shortly.
-                warned.once_a_minute(|| tracing::error!("cannot accept connections: {e}; retrying"));
+                warned_accept.once_a_minute(|| tracing::error!("cannot accept connections: {e}; retrying"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

@@ -134,10 +134,6 @@ pub async fn list(api: &Api, n: u32, status: Option<String>, action: Option<Stri
         filters.push(("status", s));
     }
     if let Some(a) = &action {
-        // A filter on an action that does not exist would print an empty table, as if it never ran.
-        api.get(&format!("/actions/{a}"))
-            .await
-            .map_err(|_| CliError::new(format!("no action {a} on {} (see `squall action list`)", api.server())))?;
         filters.push(("action", a));
     }
     let user = if mine { Some(api.whoami().await?) } else { None };
@@ -146,6 +142,12 @@ pub async fn list(api: &Api, n: u32, status: Option<String>, action: Option<Stri
     }
     let path = super::executions_query(api, &filters)?;
     let (items, total) = api.get_counted(&path).await?;
+    // An empty list for an action that does not exist would look as if it never ran.
+    if let Some(a) = action.as_ref().filter(|_| items.as_array().is_none_or(Vec::is_empty)) {
+        api.get(&format!("/actions/{a}"))
+            .await
+            .map_err(|e| CliError::new(format!("no action {a} on {} (see `squall action list`): {}", api.server(), e.message)))?;
+    }
     if json {
         render::json(&items);
         return Ok(0);
@@ -237,7 +239,10 @@ pub async fn output(api: &Api, id: &str, kind: Option<&str>, host: Option<&str>,
     }
     if json {
         let data = resp.bytes().await.map_err(|e| api.unreachable(e))?;
-        let id = api.get(&format!("/executions/{id}")).await.map(|e| str_of(&e, "id")).unwrap_or_else(|_| id.to_string());
+        let id = match id {
+            "last" => str_of(&api.get("/executions/last").await?, "id"),
+            id => id.to_string(),
+        };
         render::json(
             &json!({"execution_id": id, "output_type": kind.unwrap_or("all"), "host": host, "data": String::from_utf8_lossy(&data)}),
         );

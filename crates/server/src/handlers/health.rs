@@ -25,9 +25,9 @@ pub async fn livez() -> Json<Value> {
 /// (if it has one) takes work; 503 with the failing checks otherwise.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let store = match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => "ok".to_string(),
-        Ok(Err(e)) => format!("unreachable: {e}"),
-        Err(_) => format!("no answer within {} s", STORE_CHECK_TIMEOUT.as_secs()),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("unreachable: {e}")),
+        Err(_) => Err(format!("no answer within {} s", STORE_CHECK_TIMEOUT.as_secs())),
     };
     let stopping = state.shutting_down.is_cancelled();
     let runner = match (state.settings.node.roles.contains("runner"), stopping) {
@@ -35,11 +35,11 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
         (true, false) => "accepting work",
         (true, true) => "shutting down",
     };
-    let ready = store == "ok" && !stopping;
+    let ready = store.is_ok() && !stopping;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
-        "checks": {"store": store, "runner": runner, "shutting_down": stopping},
+        "checks": {"store": store.err().unwrap_or_else(|| "ok".into()), "runner": runner, "shutting_down": stopping},
     });
     (status, Json(body))
 }
