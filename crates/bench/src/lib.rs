@@ -94,7 +94,8 @@ pub enum Scenario {
     Fanout,
     /// 100 SSE viewers of one action writing 1 GiB as fast as it can, vs unwatched.
     Firehose,
-    /// A viewer joins a finished 1 GiB log over /stdout, vs reading a local file.
+    /// A viewer joins a finished 1 GiB log over /stdout, vs reading a local file; and
+    /// `squall execution tail` of it, vs the /stdout read.
     Join,
     /// `ingest` with 1,000 secret values registered, vs the same ingest without them.
     Mask,
@@ -132,7 +133,7 @@ impl Scenario {
             Scenario::Latency => "one line per millisecond for 10 s, each carrying its write time; one SSE viewer",
             Scenario::Fanout => "10,000 concurrent SSE viewers of one execution writing 10 lines/s for 30 s",
             Scenario::Firehose => "100 SSE viewers of one action writing 1 GiB as fast as it can",
-            Scenario::Join => "a viewer joins a finished 1 GiB log over /stdout",
+            Scenario::Join => "a viewer joins a finished 1 GiB log over /stdout (and with `squall execution tail`)",
             Scenario::Mask => "ingest with 1,000 secret values registered",
             Scenario::Executions => "10,000 trivial executions (core.local cmd=true) from 50 concurrent clients",
             Scenario::Idle => "a fresh server: start-up, idle memory, peak memory during ingest",

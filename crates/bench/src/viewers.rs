@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use super::floor;
 use super::harness::{self, BenchServer, ServerOptions, mib, quote};
 use super::http::{OutputEvent, OutputParser, RawStream};
-use super::{Ctx, Run};
+use super::{Ctx, Run, stats};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -260,6 +260,43 @@ async fn read_floor(addr: std::net::SocketAddr) -> Result<(Duration, Digest)> {
     Ok((total, d))
 }
 
+/// Interleaved pairs of `squall execution tail` and a raw /stdout read in `join`.
+const TAIL_PAIRS: usize = 3;
+
+/// Runs `squall execution tail ID` against the server as a user would (no credentials: the
+/// bench server has authentication off) and reads its stdout to the end: (spawn → exit, digest).
+async fn tail_cli(server: &BenchServer, id: &str, home: &std::path::Path) -> Result<(Duration, Digest)> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["execution", "tail", id])
+        .env("SQUALL_URL", &server.base)
+        .env("HOME", home)
+        .env_remove("SQUALL_AUTH_TOKEN")
+        .env_remove("SQUALL_API_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    tokio::task::spawn_blocking(move || {
+        let t0 = Instant::now();
+        let mut child = cmd.spawn()?;
+        let mut out = child.stdout.take().expect("piped stdout");
+        let (mut buf, mut d) = (vec![0u8; READ], Digest::default());
+        loop {
+            let n = out.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            d.eat(&buf[..n]);
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("squall execution tail exited with {status}");
+        }
+        Ok((t0.elapsed(), d))
+    })
+    .await?
+}
+
 pub async fn join(ctx: &Ctx) -> Result<Run> {
     let bytes = ctx.scaled(GIB, MIB) as u64;
     let root = ctx.temp_root()?;
@@ -302,6 +339,22 @@ pub async fn join(ctx: &Ctx) -> Result<Run> {
     let first_byte = first_byte.unwrap_or_default();
     std::fs::remove_file(&file)?;
 
+    // `squall execution tail` as a user runs it, against the raw /stdout read it should be
+    // close to: interleaved pairs, order alternating, median of the pairs' ratios.
+    let (mut tails, mut tail_ratios, mut tail_every_byte) = (Vec::new(), Vec::new(), true);
+    for pair in 0..TAIL_PAIRS {
+        let (tail, raw) = if pair % 2 == 0 {
+            let tail = tail_cli(&server, &id, root.path()).await?;
+            (tail, read_stdout(&server, &id).await?.1)
+        } else {
+            let raw = read_stdout(&server, &id).await?.1;
+            (tail_cli(&server, &id, root.path()).await?, raw)
+        };
+        tail_every_byte &= tail.1 == file_digest;
+        tail_ratios.push(tail.0.as_secs_f64() / raw.as_secs_f64());
+        tails.push(tail.0.as_secs_f64());
+    }
+
     // The same join over the SSE output stream, for comparison (no target).
     let t1 = Instant::now();
     let sse = server.open(&format!("/stream/v1/executions/{id}/output"), &[], READ).await?;
@@ -323,7 +376,15 @@ pub async fn join(ctx: &Ctx) -> Result<Run> {
         .num("join_to_floor", "/stdout ÷ loopback floor", join_time.as_secs_f64() / floor_time.as_secs_f64(), "")
         .num("sse_elapsed_s", "SSE output stream: request → EOF", sse_time.as_secs_f64(), "s")
         .num("sse_throughput_mib_s", "SSE output stream throughput", bytes as f64 / MIB / sse_time.as_secs_f64(), "MiB/s")
-        .flag("sse_every_byte", "SSE: every byte", counted.contiguous && counted.eof && counted.bytes == bytes);
+        .flag("sse_every_byte", "SSE: every byte", counted.contiguous && counted.eof && counted.bytes == bytes)
+        .num(
+            "tail_elapsed_s",
+            "`squall execution tail ID`, its stdout read to the end: spawn → exit (median)",
+            stats::median(&mut tails),
+            "s",
+        )
+        .num("tail_to_stdout", "`squall execution tail` ÷ /stdout read (median of interleaved pairs)", stats::median(&mut tail_ratios), "")
+        .flag("tail_every_byte", "`squall execution tail`: every byte", tail_every_byte);
     run.baseline.num("elapsed_s", "local file read, same client (faster round)", file_time.as_secs_f64(), "s").num(
         "throughput_mib_s",
         "local file throughput",

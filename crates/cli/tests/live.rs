@@ -251,3 +251,67 @@ async fn with_stream_output_off_viewers_get_the_output_at_completion() {
     events.extend(sse.rest().await);
     assert_eq!(output_text(&events), "one\ntwo\n");
 }
+
+/// The frames of a whole record-stream body: (head, bytes) per record, then the end line.
+fn record_frames(mut body: &[u8]) -> (Vec<(Value, Vec<u8>)>, Value) {
+    let mut records = Vec::new();
+    loop {
+        let eol = body.iter().position(|b| *b == b'\n').expect("a complete line");
+        let line = &body[..eol];
+        body = &body[eol + 1..];
+        if line.is_empty() {
+            continue; // a heartbeat
+        }
+        let head: Value = serde_json::from_slice(line).unwrap();
+        if head["end"] == true {
+            assert!(body.is_empty(), "nothing after the end line");
+            return (records, head);
+        }
+        let length = head["length"].as_u64().unwrap() as usize;
+        records.push((head, body[..length].to_vec()));
+        body = &body[length..];
+    }
+}
+
+#[tokio::test]
+async fn the_record_stream_is_byte_exact_resumes_and_filters() {
+    let s = Server::start();
+    let cmd = "printf 'a\\000\\377\\n'; sleep 0.2; printf 'err\\n' >&2; sleep 0.2; printf 'b\\r\\n'; sleep 0.2; printf 'c'; exit 3";
+    let id = run_cmd(&s, cmd, json!({})).await;
+    let read = |query: &'static str, last_event_id: Option<String>| {
+        let url = s.url(&format!("/v1/executions/{id}/output{query}"));
+        async move {
+            let mut req = reqwest::Client::new().get(url).header("accept", "application/vnd.squall.records");
+            if let Some(l) = last_event_id {
+                req = req.header("Last-Event-ID", l);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.headers()["content-type"], "application/vnd.squall.records");
+            resp.bytes().await.unwrap().to_vec()
+        }
+    };
+    // Joined while it runs: everything, live, to the end.
+    let (records, end) = record_frames(&read("", None).await);
+    assert_eq!((end["status"].as_str(), end["seq"].as_u64()), (Some("failed"), records.last().map(|r| r.0["seq"].as_u64().unwrap())));
+    let seqs: Vec<u64> = records.iter().map(|r| r.0["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "every record, in order");
+    let of = |kind: &str| -> Vec<u8> { records.iter().filter(|r| r.0["output_type"] == kind).flat_map(|r| r.1.clone()).collect() };
+    assert_eq!(of("stdout"), b"a\0\xff\nb\r\nc");
+    assert_eq!(of("stderr"), b"err\n");
+    assert_eq!(of("stdout"), get_bytes(&s, &format!("/v1/executions/{id}/stdout")).await);
+    for (head, _) in &records {
+        assert_eq!(head["execution_id"], id.as_str());
+        assert!(head.get("data").is_none() && head.get("data_b64").is_none() && head["timestamp"].is_string(), "{head}");
+    }
+    // Resumed after record 2, by header and by query: exactly the records after it.
+    let after: Vec<u64> = seqs.iter().copied().filter(|s| *s > 2).collect();
+    for body in [read("", Some("2".into())).await, read("?after=2", None).await] {
+        let (resumed, end) = record_frames(&body);
+        assert_eq!(resumed.iter().map(|r| r.0["seq"].as_u64().unwrap()).collect::<Vec<_>>(), after);
+        assert_eq!(end["status"], "failed");
+    }
+    // One stream only; the end still names the last record of the log.
+    let (errs, end) = record_frames(&read("?output_type=stderr", None).await);
+    assert_eq!(errs.iter().flat_map(|r| r.1.clone()).collect::<Vec<u8>>(), b"err\n");
+    assert_eq!(end["seq"].as_u64(), seqs.last().copied());
+}

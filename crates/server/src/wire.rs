@@ -110,27 +110,79 @@ pub enum DataEncoding {
     Base64 = 1,
 }
 
-/// An output record as StackStorm's `ActionExecutionOutput`, plus squall's `seq` and `offset`.
-pub fn output_json(record: &OutputRecord, action_ref: &str, runner_ref: &str, encoding: DataEncoding) -> Value {
+/// The fields of an output record other than its bytes, in StackStorm's order.
+#[derive(serde::Serialize)]
+struct OutputHead<'a> {
+    id: String,
+    execution_id: &'a str,
+    action_ref: &'a str,
+    runner_ref: &'a str,
+    timestamp: String,
+    output_type: &'a str,
+    seq: u64,
+    offset: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
+}
+
+/// Appends an output record as StackStorm's `ActionExecutionOutput`, plus squall's `seq` and
+/// `offset`, to `out`. Written in place, without a `Value`: a record's bytes (up to 1 MiB) are
+/// encoded once, straight into `out` — this is the per-record cost of every SSE viewer's backfill.
+pub fn write_output_json(record: &OutputRecord, action_ref: &str, runner_ref: &str, encoding: DataEncoding, out: &mut Vec<u8>) {
     use base64::Engine;
-    let mut doc = json!({
-        "id": stable_id(&format!("{}:{}", record.execution_id, record.seq)),
-        "execution_id": record.execution_id,
-        "action_ref": action_ref,
-        "runner_ref": runner_ref,
-        "timestamp": record.timestamp.to_iso(),
-        "output_type": record.stream.as_str(),
-        "seq": record.seq,
-        "offset": record.offset,
-    });
-    if let Some(host) = &record.host {
-        doc["host"] = Value::String(host.clone());
-    }
+    write_open_head(record, action_ref, runner_ref, out);
     match encoding {
-        DataEncoding::Text => doc["data"] = Value::String(String::from_utf8_lossy(&record.data).into_owned()),
-        DataEncoding::Base64 => doc["data_b64"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&record.data)),
+        DataEncoding::Text => {
+            out.extend_from_slice(b",\"data\":");
+            serde_json::to_writer(&mut *out, &String::from_utf8_lossy(&record.data)).expect("a string serialises");
+        }
+        DataEncoding::Base64 => {
+            out.extend_from_slice(b",\"data_b64\":\"");
+            let engine = &base64::engine::general_purpose::STANDARD;
+            let at = out.len();
+            out.resize(at + base64::encoded_len(record.data.len(), true).expect("a record's size fits"), 0);
+            let written = engine.encode_slice(&record.data, &mut out[at..]).expect("room for the encoding");
+            out.truncate(at + written);
+            out.push(b'"');
+        }
     }
-    doc
+    out.push(b'}');
+}
+
+/// The media type of squall's byte-exact record stream (`Accept:` on `/executions/{id}/output`).
+pub const RECORDS_TYPE: &str = "application/vnd.squall.records";
+
+/// A record's frame head in the record stream: its JSON (the SSE fields without the data, plus
+/// `length`) on one line; the record's `length` raw bytes follow it.
+pub fn record_frame_head(record: &OutputRecord, action_ref: &str, runner_ref: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(320);
+    write_open_head(record, action_ref, runner_ref, &mut out);
+    out.extend_from_slice(format!(",\"length\":{}}}\n", record.data.len()).as_bytes());
+    out
+}
+
+/// The last line of a record stream: the execution ended with `status`, `seq` its last record.
+pub fn record_stream_end(seq: u64, status: &str) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&json!({"end": true, "seq": seq, "status": status})).expect("an end serialises");
+    out.push(b'\n');
+    out
+}
+
+/// Appends a record's JSON fields other than its bytes, leaving the object open.
+fn write_open_head(record: &OutputRecord, action_ref: &str, runner_ref: &str, out: &mut Vec<u8>) {
+    let head = OutputHead {
+        id: stable_id(&format!("{}:{}", record.execution_id, record.seq)),
+        execution_id: &record.execution_id,
+        action_ref,
+        runner_ref,
+        timestamp: record.timestamp.to_iso(),
+        output_type: record.stream.as_str(),
+        seq: record.seq,
+        offset: record.offset,
+        host: record.host.as_deref(),
+    };
+    serde_json::to_writer(&mut *out, &head).expect("a record head serialises");
+    out.pop(); // the closing brace: the caller's fields follow
 }
 
 /// Keeps only the top-level keys named by the first segment of each path, plus `always`.

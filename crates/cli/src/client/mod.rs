@@ -3,6 +3,7 @@
 pub mod action;
 pub mod auth;
 pub mod execution;
+mod records;
 pub mod render;
 pub mod tail;
 

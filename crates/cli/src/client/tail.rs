@@ -5,12 +5,12 @@
 use std::io::Write;
 use std::time::Duration;
 
-use base64::Engine;
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::action::str_of;
+use super::records::{self, Frame, FrameError};
 use super::render::Spinner;
 use super::{Api, CliError, CliResult, exit};
 
@@ -189,12 +189,11 @@ enum Follow {
     Interrupted(Option<u64>),
 }
 
-/// One connection to the execution's SSE output stream, resuming after `cursor`.
+/// One connection to the execution's record stream, resuming after `cursor`.
 async fn follow_once(api: &Api, id: &str, cursor: &str, opts: &TailOptions, printer: &mut Printer) -> CliResult<Follow> {
-    let query =
-        [("encoding", Some("base64")), ("after", Some(cursor)), ("output_type", opts.kind.as_deref()), ("host", opts.host.as_deref())];
+    let query = [("after", Some(cursor)), ("output_type", opts.kind.as_deref()), ("host", opts.host.as_deref())];
     let url = api.url_with(&format!("/executions/{id}/output"), &query)?;
-    let resp = match api.http().get(url).header("accept", "text/event-stream").send().await {
+    let resp = match api.http().get(url).header("accept", RECORDS_TYPE).send().await {
         Ok(resp) => resp,
         Err(_) => return Ok(Follow::Interrupted(None)),
     };
@@ -205,24 +204,47 @@ async fn follow_once(api: &Api, id: &str, cursor: &str, opts: &TailOptions, prin
     if !resp.status().is_success() {
         return Ok(Follow::Interrupted(None));
     }
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !content_type.starts_with(RECORDS_TYPE) {
+        return Err(CliError::new(format!(
+            "{} answered with {content_type:?}, not a record stream: is it a squall server (a StackStorm server is followed with `st2 execution tail`)?",
+            api.server()
+        )));
+    }
     if std::mem::take(&mut printer.reconnecting) {
         eprintln!("Reconnected; resuming after record {cursor}.");
     }
-    let mut events = resp.bytes_stream().eventsource();
+    let mut frames = std::pin::pin!(records::frames(resp.bytes_stream()));
     let mut last = None;
-    while let Some(event) = events.next().await {
-        let Ok(event) = event else { break };
-        if event.event == "EOF" {
-            return Ok(Follow::Ended);
+    while let Some(frame) = frames.next().await {
+        match frame {
+            Ok(Frame::End { .. }) => return Ok(Follow::Ended),
+            Ok(Frame::Record { head, data }) => {
+                let record: Record = serde_json::from_slice(&head)
+                    .map_err(|e| CliError::new(format!("the server sent a record head squall cannot read: {e}")))?;
+                printer.write(&record, &head, &data)?;
+                last = Some(record.seq);
+            }
+            Err(FrameError::Transport(_)) => break,
+            Err(FrameError::Malformed(message)) => return Err(CliError::new(format!("the server sent a broken record stream: {message}"))),
         }
-        let Ok(record) = serde_json::from_str::<Value>(&event.data) else { continue };
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(record["data_b64"].as_str().unwrap_or_default())
-            .map_err(|e| CliError::new(format!("the server sent undecodable output: {e}")))?;
-        printer.write(&record, &data)?;
-        last = record["seq"].as_u64().or(last);
     }
     Ok(Follow::Interrupted(last))
+}
+
+/// The media type of squall's record stream (see the server's `wire::RECORDS_TYPE`).
+const RECORDS_TYPE: &str = "application/vnd.squall.records";
+
+/// A record's head line; the text fields are borrowed from it.
+#[derive(Deserialize)]
+struct Record<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    output_type: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    timestamp: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    host: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Writes records to the matching file descriptor, with the optional prefixes.
@@ -254,52 +276,57 @@ impl Printer {
         }
     }
 
-    fn write(&mut self, record: &Value, data: &[u8]) -> CliResult<()> {
+    /// `record` as parsed from `json`, the event's text; `data`, its bytes.
+    fn write(&mut self, record: &Record, json: &[u8], data: &[u8]) -> CliResult<()> {
         if self.json {
-            return self.write_json(record, data);
+            return self.write_json(json, data);
         }
-        let kind = record["output_type"].as_str().unwrap_or("stdout");
-        let timestamp = record["timestamp"].as_str().unwrap_or_default();
+        let (kind, timestamp) = (&*record.output_type, &*record.timestamp);
         // squall's own `output` lines (an abandonment, the size limit) go with stderr, so that
         // stdout stays a byte-exact copy of the action's.
         let slot = usize::from(kind != "stdout");
-        let mut bytes = Vec::with_capacity(data.len() + 64);
+        let mut head = Vec::new();
         if self.include_metadata {
-            bytes.extend_from_slice(format!("[{timestamp}][{kind}]").as_bytes());
-            if let Some(host) = record["host"].as_str() {
-                bytes.extend_from_slice(format!("[{host}]").as_bytes());
+            head.extend_from_slice(format!("[{timestamp}][{kind}]").as_bytes());
+            if let Some(host) = &record.host {
+                head.extend_from_slice(format!("[{host}]").as_bytes());
             }
             if let Some(task) = &self.task {
-                bytes.extend_from_slice(format!("[task={task}]").as_bytes());
+                head.extend_from_slice(format!("[task={task}]").as_bytes());
             }
-            bytes.push(b' ');
+            head.push(b' ');
         }
-        if self.timestamps {
+        let body = if self.timestamps {
+            let mut stamped = Vec::with_capacity(data.len() + 64);
             for line in data.split_inclusive(|b| *b == b'\n') {
                 if self.at_line_start[slot] {
-                    bytes.extend_from_slice(format!("[{timestamp}] ").as_bytes());
+                    stamped.extend_from_slice(format!("[{timestamp}] ").as_bytes());
                 }
-                bytes.extend_from_slice(line);
+                stamped.extend_from_slice(line);
                 self.at_line_start[slot] = line.ends_with(b"\n");
             }
+            std::borrow::Cow::Owned(stamped)
         } else {
-            bytes.extend_from_slice(data);
+            std::borrow::Cow::Borrowed(data)
+        };
+        fn put(mut to: impl Write, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+            to.write_all(head)?;
+            to.write_all(body)?;
+            to.flush()
         }
         let result = if slot == 1 && !self.one_stream {
-            let mut err = std::io::stderr().lock();
-            err.write_all(&bytes).and_then(|_| err.flush())
+            put(std::io::stderr().lock(), &head, &body)
         } else {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&bytes).and_then(|_| out.flush())
+            put(std::io::stdout().lock(), &head, &body)
         };
         result.map_err(|e| CliError::new(format!("cannot write output: {e}")))
     }
 
-    /// The record as the server sent it, with its bytes as text (`data`) instead of base64.
-    fn write_json(&mut self, record: &Value, data: &[u8]) -> CliResult<()> {
-        let mut line = record.clone();
+    /// The record as the server sent it, with its bytes as text (`data`) instead of `length`.
+    fn write_json(&mut self, json: &[u8], data: &[u8]) -> CliResult<()> {
+        let mut line: Value = serde_json::from_slice(json).unwrap_or(Value::Null);
         if let Some(fields) = line.as_object_mut() {
-            fields.remove("data_b64");
+            fields.remove("length");
             fields.insert("data".into(), Value::String(String::from_utf8_lossy(data).into_owned()));
             if let Some(task) = &self.task {
                 fields.insert("task".into(), Value::String(task.clone()));

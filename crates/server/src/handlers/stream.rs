@@ -43,8 +43,11 @@ const DEFAULT_EVENTS: &[&str] = &[
 fn output_frame(r: &LiveRecord, encoding: DataEncoding) -> Bytes {
     r.encoded[encoding as usize]
         .get_or_init(|| {
-            let json = wire::output_json(&r.record, &r.source.action_ref, &r.source.runner_ref, encoding);
-            Bytes::from(format!("id: {}\nevent: {OUTPUT_EVENT}\ndata: {json}\n\n", r.record.seq))
+            let mut frame = Vec::with_capacity(r.record.data.len() * 4 / 3 + 512);
+            frame.extend_from_slice(format!("id: {}\nevent: {OUTPUT_EVENT}\ndata: ", r.record.seq).as_bytes());
+            wire::write_output_json(&r.record, &r.source.action_ref, &r.source.runner_ref, encoding, &mut frame);
+            frame.extend_from_slice(b"\n\n");
+            Bytes::from(frame)
         })
         .clone()
 }
@@ -69,6 +72,8 @@ fn execution_frame(c: &ExecutionChange, state: &AppState) -> Bytes {
 /// What a viewer's encoder does with one item.
 enum Step {
     Emit(Bytes),
+    /// A frame in two parts (a head and a record's bytes, not copied).
+    EmitParts([Bytes; 2]),
     Skip,
     /// Last frame (if any), then the response ends.
     End(Option<Bytes>),
@@ -118,6 +123,13 @@ fn body_of<T: Send + 'static>(
                         last_sent = Instant::now();
                     }
                     yield Ok(frame);
+                }
+                Step::EmitParts([head, data]) => {
+                    if beat.is_some() {
+                        last_sent = Instant::now();
+                    }
+                    yield Ok(head);
+                    yield Ok(data);
                 }
                 Step::Skip => {}
                 Step::End(last) => {
@@ -194,8 +206,11 @@ pub async fn output(
     Extension(via): Extension<ViaStream>,
     caller: Principal,
 ) -> ApiResult<Response> {
-    let wants_sse = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
-    if !via.0 && !wants_sse {
+    let accept = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or_default();
+    if accept.contains(wire::RECORDS_TYPE) {
+        return records(state, id, params, headers, caller).await;
+    }
+    if !via.0 && !accept.contains("text/event-stream") {
         return super::output::plain(State(state), Path(id), params, caller).await;
     }
     let filter = params.record_filter();
@@ -216,6 +231,31 @@ pub async fn output(
         Item::Current(_) | Item::Update(_) => Step::Skip,
     });
     Ok(streaming_response(SSE, body))
+}
+
+/// `GET /executions/{id}/output` with `Accept: application/vnd.squall.records`: squall's
+/// byte-exact record stream, what `squall execution tail` reads. The SSE stream's records and
+/// resume points (`Last-Event-ID`, `?after=`) and filters, framed as a JSON head line with the
+/// record's `length`, then that many raw bytes — nothing to encode or decode. An empty line is a
+/// heartbeat; the last line says the execution ended (`{"end":true,"seq":…,"status":…}`).
+async fn records(state: Arc<AppState>, id: String, params: Params, headers: HeaderMap, caller: Principal) -> ApiResult<Response> {
+    let filter = params.record_filter();
+    let cursor = resume_point(&state, &id, &caller, &headers, &params).await?;
+    let rx = follow_execution(&state, &id, &caller, cursor).await?;
+    let mut last_seq = cursor;
+    let body = body_of(rx, Some(state.settings.heartbeat), move |item| match item {
+        Item::Record(r) => {
+            last_seq = r.record.seq;
+            if !filter.matches(&r.record) {
+                return Step::Skip;
+            }
+            let head = wire::record_frame_head(&r.record, &r.source.action_ref, &r.source.runner_ref);
+            Step::EmitParts([Bytes::from(head), r.record.data.clone()])
+        }
+        Item::Done(c) => Step::End(Some(Bytes::from(wire::record_stream_end(last_seq, c.execution.status.as_str())))),
+        Item::Current(_) | Item::Update(_) => Step::Skip,
+    });
+    Ok(streaming_response(wire::RECORDS_TYPE, body))
 }
 
 /// `GET /executions/{id}/stdout` and `/stderr`: raw bytes of one stream, everything so far and
