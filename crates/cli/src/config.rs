@@ -27,6 +27,32 @@ pub struct Config {
     pub database: Database,
     pub messaging: Messaging,
     pub cluster: Cluster,
+    pub log: Log,
+}
+
+/// `[log]` — the server's own log (st2 points each service at a Python logging file instead).
+/// `SQUALL_LOG` overrides `level`; `--json` or `SQUALL_LOG_FORMAT=json` overrides `format`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// `text` (coloured only on a terminal, never with `NO_COLOR`) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A `tracing` filter: a level, or `level,target=level,…`.
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { format: LogFormat::Text, level: "info,sqlx=warn,async_nats=warn".into() }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `[database]` — st2.conf's section for MongoDB; squall's distributed store is PostgreSQL.

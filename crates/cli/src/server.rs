@@ -20,13 +20,21 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::{Role, ServerArgs};
 
 const DEFAULT_LISTEN: [&str; 3] = ["127.0.0.1:9100", "127.0.0.1:9101", "127.0.0.1:9102"];
 
 pub fn main(args: ServerArgs, json_logs: bool) -> ExitCode {
-    init_logging(json_logs || std::env::var("SQUALL_LOG_FORMAT").is_ok_and(|f| f == "json"));
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("squall: invalid configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = json_logs || std::env::var("SQUALL_LOG_FORMAT").is_ok_and(|f| f == "json") || config.log.format == LogFormat::Json;
+    init_logging(json, &config.log.level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -34,7 +42,7 @@ pub fn main(args: ServerArgs, json_logs: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("squall: {e:#}");
@@ -44,10 +52,11 @@ pub fn main(args: ServerArgs, json_logs: bool) -> ExitCode {
 }
 
 /// Logs go to stderr: text, coloured only on a terminal and never with `NO_COLOR` set, or one
-/// JSON object per line (`--json`, `SQUALL_LOG_FORMAT=json`) for log collectors.
-fn init_logging(json: bool) {
+/// JSON object per line (`[log] format = "json"`, `--json`, `SQUALL_LOG_FORMAT=json`) for log
+/// collectors. `SQUALL_LOG`, else `level`, filters them.
+fn init_logging(json: bool, level: &str) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG").unwrap_or_else(|_| "info,sqlx=warn,async_nats=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SQUALL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         logs.json().flatten_event(true).init();
@@ -172,8 +181,7 @@ fn log_content(content: &Content, base_paths: &str) {
     );
 }
 
-async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref()).map_err(anyhow::Error::msg).context("invalid configuration")?;
+async fn run(args: ServerArgs, config: Config) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&args.data_dir)?;
     let Backends { store, bus, queue, distributed } = Backends::open(&args, &config).await?;
     let sealing = sealing_key(&args, &config, distributed)?;

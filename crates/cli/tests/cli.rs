@@ -329,3 +329,26 @@ async fn the_example_configurations_are_valid() {
     let out = squall_at_home(home.path(), &["action", "list"]);
     assert!(out.status.success(), "examples/config.toml: {}", text(&out.stderr));
 }
+
+#[tokio::test]
+async fn the_server_logs_json_lines_from_its_configuration_and_never_a_query_token() {
+    let s = Server::start_with(&[("SQUALL_LOG__FORMAT", "json"), ("SQUALL_LOG", "info,squall_server=debug")]);
+    let id = run_cmd(&s, "echo hi", json!({})).await;
+    wait_done(&s, &id, Duration::from_secs(30)).await;
+    let token = "0123456789abcdef-not-a-real-token";
+    let r = reqwest::get(s.url(&format!("/v1/executions?x-auth-token={token}"))).await.unwrap();
+    assert!(r.status().is_client_error() || r.status().is_success());
+    let r = reqwest::get(s.url(&format!("/stream/v1/executions/{id}/output?x-auth-token={token}"))).await.unwrap();
+    let _ = r.bytes().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = s.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{log}");
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+    assert!(lines.iter().any(|l| l.contains("listening on http://")), "{log}");
+    assert!(!log.contains(token), "a token from a query string reached the log:\n{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes in a log that is not a terminal");
+}

@@ -73,7 +73,9 @@ impl Server {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 log.lock().unwrap().push(line.clone());
                 if !sent && let Some(addr) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_string());
+                    // The address ends where a text line's next word, or a JSON line's quote, begins.
+                    let end = addr.find(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c))).unwrap_or(addr.len());
+                    let _ = tx.send(addr[..end].to_string());
                     sent = true;
                 }
                 if std::env::var_os("SQUALL_TEST_SERVER_LOG").is_some() {
