@@ -431,6 +431,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any secret set over a four-letter alphabet (so that secrets overlap, nest and share
+        /// prefixes), any input over it, any cut into writes (empty and one-byte writes included):
+        /// the output is the whole-input reference, no secret survives in it, and what is held
+        /// back is always shorter than the longest secret.
+        #[test]
+        fn any_split_of_any_input_masks_like_the_whole_input(
+            secrets in proptest::collection::vec(proptest::collection::vec(b'a'..=b'd', 1..7), 1..6),
+            input in proptest::collection::vec(b'a'..=b'e', 0..80),
+            steps in proptest::collection::vec(0usize..9, 0..40),
+            min_length in 1usize..4,
+        ) {
+            let secrets: Vec<&[u8]> = secrets.iter().map(|s| s.as_slice()).collect();
+            let mut cuts = Vec::new();
+            let mut at = 0;
+            for step in steps {
+                at = (at + step).min(input.len());
+                cuts.push(at);
+            }
+            let got = streamed(&secrets, min_length, &input, &cuts);
+            proptest::prop_assert_eq!(&got, &reference(&secrets, min_length, &input));
+            for s in secrets.iter().filter(|s| s.len() >= min_length) {
+                proptest::prop_assert!(!got.windows(s.len()).any(|w| w == *s), "secret {:?} in the output", s);
+            }
+        }
+    }
+
     #[test]
     fn secret_names() {
         assert!(secret_env_name("DB_PASSWORD") && secret_env_name("github_token") && !secret_env_name("PATH"));
