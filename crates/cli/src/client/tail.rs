@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
+use squall_server::wire::RECORDS_TYPE;
 
 use super::action::str_of;
 use super::records::{self, Frame, FrameError};
@@ -207,7 +208,7 @@ async fn follow_once(api: &Api, id: &str, cursor: &str, opts: &TailOptions, prin
     let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !content_type.starts_with(RECORDS_TYPE) {
         return Err(CliError::new(format!(
-            "{} answered with {content_type:?}, not a record stream: is it a squall server (a StackStorm server is followed with `st2 execution tail`)?",
+            "{} answered with {content_type:?}, not a record stream: a squall server older than this client, or not squall (a StackStorm server is followed with `st2 execution tail`)?",
             api.server()
         )));
     }
@@ -231,9 +232,6 @@ async fn follow_once(api: &Api, id: &str, cursor: &str, opts: &TailOptions, prin
     }
     Ok(Follow::Interrupted(last))
 }
-
-/// The media type of squall's record stream (see the server's `wire::RECORDS_TYPE`).
-const RECORDS_TYPE: &str = "application/vnd.squall.records";
 
 /// A record's head line; the text fields are borrowed from it.
 #[derive(Deserialize)]
