@@ -173,3 +173,43 @@ async fn a_long_stream_outlives_the_header_timeout() {
     c.write_all(b"GET /stream HTTP/1.1\r\nHost: squall\r\nAccept: text/event-stream\r\n\r\n").unwrap();
     assert!(read_until_closed(&mut c, Duration::from_secs(4)).is_none(), "the event stream was closed while it was sending heartbeats");
 }
+
+/// The value of the sample `name{labels}` (exactly as rendered) in a Prometheus text page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_output_executions_connections_and_viewers() {
+    let s = Server::start();
+    let id = run_cmd(&s, "head -c 300000 /dev/zero | tr '\\0' x", serde_json::json!({})).await;
+    wait_done(&s, &id, Duration::from_secs(30)).await;
+    assert_eq!(get(&s, &format!("/v1/executions/{id}")).await.0, 200);
+    assert_eq!(get(&s, "/v1/executions/nope").await.0, 404);
+    // A viewer held open on an execution that keeps running.
+    let long = run_cmd(&s, "sleep 30", serde_json::json!({})).await;
+    let viewer = reqwest::get(s.url(&format!("/v1/executions/{long}/stdout"))).await.unwrap();
+    // No credentials needed, as for a Prometheus scrape.
+    let r = reqwest::Client::new().get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let page = r.text().await.unwrap();
+    println!("{page}");
+    let at_least = |series: &str, min: f64| {
+        let v = sample(&page, series).unwrap_or_else(|| panic!("no {series} in\n{page}"));
+        assert!(v >= min, "{series} = {v}, expected at least {min}");
+    };
+    at_least("squall_output_bytes_total", 300_000.0);
+    at_least("squall_output_records_total", 1.0);
+    at_least("squall_output_commit_seconds_count", 1.0);
+    assert!(page.contains("squall_output_commit_seconds_bucket{le=\"0.001\"}"), "commit latency is a histogram");
+    assert_eq!(sample(&page, "squall_executions{status=\"succeeded\"}"), Some(1.0));
+    assert_eq!(sample(&page, "squall_executions{status=\"running\"}"), Some(1.0));
+    at_least("squall_http_requests_total{route=\"/executions\",status=\"201\"}", 2.0);
+    at_least("squall_http_requests_total{route=\"/executions/{id}\",status=\"200\"}", 1.0);
+    at_least("squall_http_requests_total{route=\"/executions/{id}\",status=\"404\"}", 1.0);
+    at_least("squall_connections", 2.0);
+    assert_eq!(sample(&page, "squall_live_viewers"), Some(1.0));
+    drop(viewer);
+    assert!(!page.contains(&id), "no execution id in a label");
+}

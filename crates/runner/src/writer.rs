@@ -426,6 +426,7 @@ impl LogWriter {
             return Ok(());
         }
         let (id, last) = (&self.execution_id, self.next_seq - 1);
+        let started = std::time::Instant::now();
         crate::retry::persist("store output", || async {
             match self.store.append_output(&records).await {
                 // The batch may have committed just before the connection dropped.
@@ -437,6 +438,9 @@ impl LogWriter {
             }
         })
         .await?;
+        metrics::histogram!("squall_output_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("squall_output_records_total").increment(records.len() as u64);
+        metrics::counter!("squall_output_bytes_total").increment(records.iter().map(|r| r.data.len() as u64).sum());
         if self.publish {
             self.bus.publish_output(&self.source, records).await;
         }

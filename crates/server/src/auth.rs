@@ -116,7 +116,7 @@ fn find_credential(headers: &HeaderMap, parts_uri: &axum::http::Uri) -> Option<C
 /// Middleware: resolves credentials into a [`Principal`] request extension, or answers 401.
 pub async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if matches!(path, "/tokens" | "/tokens/validate" | "/livez" | "/readyz") {
+    if matches!(path, "/tokens" | "/tokens/validate" | "/livez" | "/readyz" | "/metrics") {
         return next.run(req).await;
     }
     let principal = if state.auth.enable {

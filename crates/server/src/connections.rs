@@ -118,8 +118,11 @@ async fn accept_loop<S>(
         let _ = tcp.set_nodelay(true);
         let io = TokioIo::new(WriteDeadline::new(tcp, limits.write_timeout));
         let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service.clone()).into_owned());
+        metrics::gauge!("squall_connections").increment(1.0);
+        metrics::counter!("squall_connections_accepted_total").increment(1);
         tokio::spawn(async move {
             let _ = connection.await;
+            metrics::gauge!("squall_connections").decrement(1.0);
             drop(slot);
         });
     }

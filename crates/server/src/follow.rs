@@ -72,7 +72,10 @@ pub fn start(store: Arc<dyn Store>, mut sub: Subscription, execution: Execution,
                 }
                 // A gap (records published while this viewer was not reading): the store has
                 // them, this one included.
-                Received::Event(Live::Record(_)) | Received::Lagged(_) => catching_up = true,
+                Received::Event(Live::Record(_)) | Received::Lagged(_) => {
+                    metrics::counter!("squall_viewer_catchups_total").increment(1);
+                    catching_up = true;
+                }
                 Received::Event(Live::Execution(c)) if c.execution.status.is_terminal() => {
                     // Everything was committed before the final status; output that was not
                     // published live (stream_output = false) is read from the store first.

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod error;
 mod follow;
 mod handlers;
+pub mod metrics;
 pub mod paths;
 pub mod query;
 pub mod rbac;
@@ -84,6 +85,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/squall/stats", get(handlers::stats))
         .route("/livez", get(handlers::health::livez))
         .route("/readyz", get(handlers::health::readyz))
+        .route("/metrics", get(metrics::render))
         .route("/tokens", post(auth_routes::create_token))
         .route("/tokens/validate", post(auth_routes::validate_token))
         .route("/user", get(auth_routes::whoami))
@@ -95,6 +97,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runnertypes/{name_or_id}", get(actions::get_runner))
         .nest("/executions", executions_routes.clone())
         .nest("/actionexecutions", executions_routes)
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(handlers::fallback)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::authenticate))
         .with_state(state)
