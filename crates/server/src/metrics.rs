@@ -61,7 +61,7 @@ pub async fn render(State(state): State<std::sync::Arc<AppState>>) -> ApiResult<
 pub struct Viewer;
 
 impl Viewer {
-    pub fn new() -> Viewer {
+    pub fn enter() -> Viewer {
         metrics::gauge!("squall_live_viewers").increment(1.0);
         Viewer
     }

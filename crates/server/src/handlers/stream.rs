@@ -89,7 +89,7 @@ fn body_of<T: Send + 'static>(
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     const KEEPALIVE: Bytes = Bytes::from_static(b"\n");
     async_stream::stream! {
-        let _viewer = crate::metrics::Viewer::new();
+        let _viewer = crate::metrics::Viewer::enter();
         let mut items = std::pin::pin!(items);
         let mut beat = heartbeat.map(|every| (Box::pin(tokio::time::sleep(every)), every));
         let mut last_sent = Instant::now();
