@@ -55,7 +55,7 @@ pub fn main(args: ServerArgs, json_logs: bool) -> ExitCode {
 /// One glibc malloc arena per core instead of up to eight: glibc gives threads that allocate at
 /// the same time arenas of their own, and what one arena freed the others do not reuse, nor is it
 /// given back. Measured: the server's RSS after four 100 MB jobs and three read-backs of one was
-/// 62 MiB with the default and 42 MiB with this. `MALLOC_ARENA_MAX` in the environment wins.
+/// 62 MiB with the default and 39–42 MiB with this. `MALLOC_ARENA_MAX` in the environment wins.
 /// Called before the runtime starts its threads.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
