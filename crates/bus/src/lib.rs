@@ -31,7 +31,7 @@ pub struct LiveRecord {
     pub record: OutputRecord,
     pub source: RecordSource,
     /// One slot per wire format (the HTTP layer decides what the formats are).
-    pub encoded: [OnceLock<Bytes>; 2],
+    pub encoded: [OnceLock<Bytes>; 3],
 }
 
 impl LiveRecord {

@@ -52,6 +52,16 @@ fn output_frame(r: &LiveRecord, encoding: DataEncoding) -> Bytes {
         .clone()
 }
 
+/// The slot of [`LiveRecord::encoded`] after the SSE encodings: the record stream's head line.
+const RECORD_HEAD_SLOT: usize = 2;
+
+/// A record's head line in the record stream; built once per live record, shared by every viewer.
+fn record_head(r: &LiveRecord) -> Bytes {
+    r.encoded[RECORD_HEAD_SLOT]
+        .get_or_init(|| Bytes::from(wire::record_frame_head(&r.record, &r.source.action_ref, &r.source.runner_ref)))
+        .clone()
+}
+
 fn event_name(c: &ExecutionChange) -> &'static str {
     match c.kind {
         ChangeKind::Create => "st2.execution__create",
@@ -250,8 +260,7 @@ async fn records(state: Arc<AppState>, id: String, params: Params, headers: Head
             if !filter.matches(&r.record) {
                 return Step::Skip;
             }
-            let head = wire::record_frame_head(&r.record, &r.source.action_ref, &r.source.runner_ref);
-            Step::EmitParts([Bytes::from(head), r.record.data.clone()])
+            Step::EmitParts([record_head(&r), r.record.data.clone()])
         }
         Item::Done(c) => Step::End(Some(Bytes::from(wire::record_stream_end(last_seq, c.execution.status.as_str())))),
         Item::Current(_) | Item::Update(_) => Step::Skip,
