@@ -128,6 +128,7 @@ pub fn decode_output(execution_id: &str, payload: Bytes) -> Option<OutputFrame> 
             offset: r.offset,
             timestamp: Timestamp(r.ts),
             host: r.host,
+            line: None,
             data: body.split_to(r.len),
         });
     }
@@ -170,6 +171,7 @@ mod tests {
             offset: seq * 10,
             timestamp: Timestamp(seq as i64),
             host: seq.is_multiple_of(2).then(|| "web-1".to_string()),
+            line: None,
             data: Bytes::copy_from_slice(data),
         }
     }

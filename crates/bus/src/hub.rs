@@ -130,6 +130,7 @@ mod tests {
             offset: 0,
             timestamp: Timestamp(0),
             host: None,
+            line: None,
             data: Bytes::from_static(b"line\n"),
         };
         let source =

@@ -33,6 +33,7 @@ fn record(e: &Execution, seq: u64, data: &[u8]) -> OutputRecord {
         offset: 0,
         timestamp: Timestamp::now(),
         host: None,
+        line: None,
         data: Bytes::copy_from_slice(data),
     }
 }

@@ -271,6 +271,8 @@ async fn rbac_and_permission_isolation_on_every_read_path() {
         format!("/v1/executions/{id}"),
         format!("/v1/executions/{id}/output"),
         format!("/v1/executions/{id}/stdout"),
+        format!("/v1/executions/{id}/lines"),
+        format!("/v1/executions/{id}/search?q=alice"),
         format!("/stream/v1/executions/{id}/output"),
     ] {
         let (code, body) = call(reqwest::Method::GET, s.url(&path), &[("X-Auth-Token", &bob)], None).await;

@@ -6,6 +6,7 @@ pub mod action;
 pub mod auth;
 pub mod execution;
 pub mod id;
+pub mod lines;
 pub mod mask;
 pub mod output;
 pub mod params;

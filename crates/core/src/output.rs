@@ -64,6 +64,9 @@ pub struct OutputRecord {
     pub timestamp: Timestamp,
     /// The remote host that produced it (remote runners); `None` for local output.
     pub host: Option<String>,
+    /// The display line its first byte lands on ([`crate::lines`]), numbered by the log writer;
+    /// `None` for records written elsewhere (the store's own notes) or before lines were numbered.
+    pub line: Option<u64>,
     pub data: Bytes,
 }
 

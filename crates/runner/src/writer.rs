@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use squall_bus::{Bus, RecordSource};
+use squall_core::lines::LineCursor;
 use squall_core::mask::Masker;
 use squall_core::{Execution, OutputRecord, OutputStats, StreamKind, Timestamp};
 use squall_store::{Store, StoreError};
@@ -193,6 +194,9 @@ pub struct LogWriter {
     publish: bool,
     next_seq: u64,
     offsets: [u64; 3],
+    /// Numbers each record by its first display line; `None` when continuing a log whose
+    /// earlier records this writer did not see (those records then carry no line).
+    lines: Option<LineCursor>,
     summary: WriterSummary,
     result_limit: usize,
     /// Values masked in stdout and stderr before anything is stored or published.
@@ -216,6 +220,7 @@ impl LogWriter {
             publish,
             next_seq: 1,
             offsets: [0; 3],
+            lines: Some(LineCursor::default()),
             summary: WriterSummary { last_seq: 0, stats: OutputStats::default(), views: Vec::new() },
             result_limit,
             secrets: Vec::new(),
@@ -249,6 +254,7 @@ impl LogWriter {
     /// a restart): numbering resumes after `last_seq`.
     pub fn resume_after(mut self, last_seq: u64) -> LogWriter {
         self.next_seq = last_seq + 1;
+        self.lines = None;
         self
     }
 
@@ -410,6 +416,11 @@ impl LogWriter {
                 let limit = self.result_limit;
                 per_host(&mut self.summary.views, &host, || [HeadTail::new(limit), HeadTail::new(limit)])[slot].push(&data);
             }
+            let line = self.lines.as_mut().map(|lines| {
+                let first = lines.begin(stream, host.as_deref());
+                lines.consume(stream, host.as_deref(), &data);
+                first
+            });
             records.push(OutputRecord {
                 execution_id: self.execution_id.clone(),
                 seq: self.next_seq,
@@ -417,6 +428,7 @@ impl LogWriter {
                 offset: self.offsets[slot],
                 timestamp,
                 host: host.map(|h| h.to_string()),
+                line,
                 data,
             });
             self.next_seq += 1;

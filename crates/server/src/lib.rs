@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod error;
 mod follow;
 mod handlers;
+pub mod log;
 pub mod metrics;
 pub mod paths;
 pub mod query;
@@ -70,13 +71,15 @@ pub struct AppState {
 
 /// The canonical routes (after [`paths::normalize`]).
 pub fn router(state: Arc<AppState>) -> Router {
-    use handlers::{actions, auth as auth_routes, executions, stream};
+    use handlers::{actions, auth as auth_routes, executions, log, stream};
     let executions_routes = Router::new()
         .route("/", get(executions::list).post(executions::create))
         .route("/{id}", get(executions::get).delete(executions::cancel))
         .route("/{id}/output", get(stream::output))
         .route("/{id}/stdout", get(stream::stdout))
         .route("/{id}/stderr", get(stream::stderr))
+        .route("/{id}/lines", get(log::lines))
+        .route("/{id}/search", get(log::search))
         .route("/{id}/re_run", post(executions::rerun))
         .route("/{id}/children", get(executions::children));
     Router::new()

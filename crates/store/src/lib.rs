@@ -111,6 +111,11 @@ pub trait Store: Send + Sync + 'static {
     /// memory whatever the records' sizes.
     async fn read_output(&self, execution_id: &str, after: u64, filter: StreamFilter, limit: u32) -> Result<Vec<OutputRecord>>;
 
+    /// The `seq` of the last record that begins on a display line before `line` (its stored
+    /// [`OutputRecord::line`]), or 0 when none does: line `line` starts in a record after it, so
+    /// a line reader reads from there (`read_output(after = seq - 1)`) instead of from the start.
+    async fn seq_before_line(&self, execution_id: &str, line: u64) -> Result<u64>;
+
     /// The highest stored `seq` of an execution (0 when it has none).
     async fn last_seq(&self, execution_id: &str) -> Result<u64>;
 

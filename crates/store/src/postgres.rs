@@ -97,6 +97,7 @@ fn decode_record(execution_id: &str, row: &PgRow) -> Result<OutputRecord> {
         offset: row.try_get::<i64, _>("byte_offset")? as u64,
         timestamp: Timestamp(row.try_get("ts")?),
         host: row.try_get("host")?,
+        line: row.try_get::<Option<i64>, _>("line")?.map(|l| l as u64),
         data: Bytes::from(row.try_get::<Vec<u8>, _>("data")?),
     })
 }
@@ -225,10 +226,10 @@ impl Store for PgStore {
         // `abandon` (which updates the row) either comes before (nothing is inserted) or after.
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "WITH live AS (SELECT id FROM executions WHERE id = $1 AND status NOT IN {TERMINAL} FOR SHARE)
-             INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, len, data)
-             SELECT live.id, r.seq, r.stream, r.byte_offset, r.ts, r.host, length(r.data), r.data
-             FROM live, unnest($2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::bytea[])
-                  AS r(seq, stream, byte_offset, ts, host, data)"
+             INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, len, data, line)
+             SELECT live.id, r.seq, r.stream, r.byte_offset, r.ts, r.host, length(r.data), r.data, r.line
+             FROM live, unnest($2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::bytea[], $8::int8[])
+                  AS r(seq, stream, byte_offset, ts, host, data, line)"
         )))
         .bind(&first.execution_id)
         .bind(records.iter().map(|r| r.seq as i64).collect::<Vec<_>>())
@@ -237,6 +238,7 @@ impl Store for PgStore {
         .bind(records.iter().map(|r| r.timestamp.micros()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.host.as_deref()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.data.as_ref()).collect::<Vec<&[u8]>>())
+        .bind(records.iter().map(|r| r.line.map(|l| l as i64)).collect::<Vec<_>>())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -283,6 +285,7 @@ impl Store for PgStore {
             offset: row.try_get::<i64, _>("byte_offset")? as u64,
             timestamp: now,
             host: None,
+            line: None,
             data: Bytes::copy_from_slice(note.as_bytes()),
         }))
     }
@@ -296,8 +299,8 @@ impl Store for PgStore {
         // The page ends with the record that brings it to PAGE_BYTES: rows after it are cut
         // by their `len`, before their data is read.
         let rows = sqlx::query(
-            "SELECT seq, stream, byte_offset, ts, host, data FROM (
-                 SELECT seq, stream, byte_offset, ts, host, data, SUM(len) OVER (ORDER BY seq) - len AS before
+            "SELECT seq, stream, byte_offset, ts, host, line, data FROM (
+                 SELECT seq, stream, byte_offset, ts, host, line, data, SUM(len) OVER (ORDER BY seq) - len AS before
                  FROM output
                  WHERE execution_id = $1 AND seq > $2 AND ($3::int8 IS NULL OR stream = $3)
                  ORDER BY seq LIMIT $4
@@ -311,6 +314,15 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| decode_record(execution_id, row)).collect()
+    }
+
+    async fn seq_before_line(&self, execution_id: &str, line: u64) -> Result<u64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM output WHERE execution_id = $1 AND line < $2")
+            .bind(execution_id)
+            .bind(line.min(i64::MAX as u64) as i64)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
     }
 
     async fn last_seq(&self, execution_id: &str) -> Result<u64> {

@@ -102,8 +102,8 @@ impl Appender {
         let tx = index.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, data, file_pos, len)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, x'', ?7, ?8)",
+                "INSERT INTO output (execution_id, seq, stream, byte_offset, ts, host, data, file_pos, len, line)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, x'', ?7, ?8, ?9)",
             )?;
             for (r, span) in records.iter().zip(spans) {
                 insert.execute(rusqlite::params![
@@ -114,7 +114,8 @@ impl Appender {
                     r.timestamp.micros(),
                     r.host,
                     span.pos as i64,
-                    span.len as i64
+                    span.len as i64,
+                    r.line.map(|l| l as i64)
                 ])?;
             }
         }
@@ -166,6 +167,7 @@ impl Appender {
             offset: offset as u64,
             timestamp: Timestamp::now(),
             host: None,
+            line: None,
             data: Bytes::copy_from_slice(note.as_bytes()),
         };
         tx.execute(
@@ -240,6 +242,7 @@ fn decode_record(execution_id: &str, row: &SqliteRow) -> Result<OutputRecord> {
         offset: row.try_get::<i64, _>("byte_offset")? as u64,
         timestamp: Timestamp(row.try_get("ts")?),
         host: row.try_get("host")?,
+        line: row.try_get::<Option<i64>, _>("line")?.map(|l| l as u64),
         data: Bytes::from(row.try_get::<Vec<u8>, _>("data")?),
     })
 }
@@ -332,8 +335,9 @@ impl Store for SqliteStore {
     }
 
     async fn read_output(&self, execution_id: &str, after: u64, filter: StreamFilter, limit: u32) -> Result<Vec<OutputRecord>> {
-        let mut q =
-            QueryBuilder::<Sqlite>::new("SELECT seq, stream, byte_offset, ts, host, data, file_pos, len FROM output WHERE execution_id = ");
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT seq, stream, byte_offset, ts, host, line, data, file_pos, len FROM output WHERE execution_id = ",
+        );
         q.push_bind(execution_id).push(" AND seq > ").push_bind(after as i64);
         match filter {
             StreamFilter::All => {}
@@ -365,6 +369,15 @@ impl Store for SqliteStore {
             records[at].data = data;
         }
         Ok(records)
+    }
+
+    async fn seq_before_line(&self, execution_id: &str, line: u64) -> Result<u64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM output WHERE execution_id = ? AND line IS NOT NULL AND line < ?")
+            .bind(execution_id)
+            .bind(line.min(i64::MAX as u64) as i64)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
     }
 
     async fn last_seq(&self, execution_id: &str) -> Result<u64> {

@@ -31,6 +31,7 @@ fn record(id: &str, seq: u64, stream: StreamKind, data: &[u8]) -> OutputRecord {
         offset: 0,
         timestamp: Timestamp::now(),
         host: None,
+        line: None,
         data: Bytes::copy_from_slice(data),
     }
 }
@@ -115,6 +116,7 @@ async fn suite(store: Arc<dyn Store>) {
     let page = store.read_output(&a.id, 14, StreamFilter::All, 100).await.unwrap();
     assert_eq!((page.len(), page[0].data.len()), (1, huge.len()));
 
+    lines(&*store, &b).await;
     lifecycle(&*store, &a, &b).await;
     nodes(&*store).await;
     credentials(&*store).await;
@@ -168,6 +170,27 @@ async fn retention(store: &dyn Store) {
 
 /// Fencing and abandonment: output only goes to executions that have not ended, and an
 /// abandonment stores the status and its note together.
+/// Records keep the display line the writer numbered them by, and `seq_before_line` finds the
+/// record a line reader starts from; records without a line (notes) are passed over.
+async fn lines(store: &dyn Store, e: &Execution) {
+    let numbered = |seq, line, data: &[u8]| OutputRecord { line: Some(line), ..record(&e.id, seq, StreamKind::Stdout, data) };
+    assert_eq!(store.seq_before_line(&e.id, 5).await.unwrap(), 0);
+    store
+        .append_output(&[
+            numbered(1, 0, b"a\nb\n"),
+            numbered(2, 2, b"c\nd"),
+            numbered(3, 3, b"e\n"),
+            record(&e.id, 4, StreamKind::Output, b"note\n"),
+        ])
+        .await
+        .unwrap();
+    let read = store.read_output(&e.id, 0, StreamFilter::All, 10).await.unwrap();
+    assert_eq!(read.iter().map(|r| r.line).collect::<Vec<_>>(), [Some(0), Some(2), Some(3), None]);
+    let before = |line| async move { store.seq_before_line(&e.id, line).await.unwrap() };
+    assert_eq!((before(0).await, before(1).await, before(2).await, before(3).await), (0, 1, 1, 2));
+    assert_eq!((before(4).await, before(u64::MAX).await), (3, 3));
+}
+
 async fn lifecycle(store: &dyn Store, running: &Execution, requested: &Execution) {
     let ended = |e: &Execution, status| {
         let mut e = e.clone();

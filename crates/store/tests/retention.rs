@@ -30,6 +30,7 @@ async fn add(store: &dyn Store, action: &str, status: Status, started: Timestamp
             offset: 0,
             timestamp: started,
             host: None,
+            line: None,
             data: data.clone(),
         })
         .collect();

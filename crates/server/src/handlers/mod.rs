@@ -4,6 +4,7 @@ pub mod actions;
 pub mod auth;
 pub mod executions;
 pub mod health;
+pub mod log;
 pub mod output;
 pub mod stream;
 
