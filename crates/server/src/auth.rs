@@ -104,23 +104,44 @@ fn find_credential(headers: &HeaderMap, parts_uri: &axum::http::Uri) -> Option<C
     if let Some(k) = query.get("st2-api-key") {
         return Some(Credential::ApiKey(k.clone(), "query"));
     }
-    let cookies = headers.get_all("cookie").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).map(str::trim);
-    for cookie in cookies {
-        if let Some(t) = cookie.strip_prefix("auth-token=") {
-            return Some(Credential::Token(t.to_string(), "cookie"));
-        }
+    if let Some(t) = cookie(headers, "auth-token") {
+        return Some(Credential::Token(t.to_string(), "cookie"));
     }
-    None
+    cookie(headers, crate::ui::SESSION_COOKIE).map(|t| Credential::Token(t.to_string(), SESSION_LOCATION))
+}
+
+/// Where a credential came from when it is the web console's session cookie.
+pub const SESSION_LOCATION: &str = "session";
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find_map(|(k, v)| (k == name).then_some(v))
 }
 
 /// Middleware: resolves credentials into a [`Principal`] request extension, or answers 401.
 pub async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if matches!(path, "/tokens" | "/tokens/validate" | "/livez" | "/readyz" | "/metrics") {
+    if matches!(path, "/tokens" | "/tokens/validate" | "/livez" | "/readyz" | "/metrics")
+        || crate::ui::is_ui_path(path)
+        || (path == "/" && crate::ui::wants_console(req.headers()))
+    {
         return next.run(req).await;
     }
     let principal = if state.auth.enable {
         match resolve(&state, req.headers(), req.uri()).await {
+            Ok(p) if p.location == SESSION_LOCATION && !req.method().is_safe() && !req.headers().contains_key(crate::ui::CSRF_HEADER) => {
+                return ApiError::forbidden(format!(
+                    "A request made with the console's session cookie must carry the {} header",
+                    crate::ui::CSRF_HEADER
+                ))
+                .into_response();
+            }
             Ok(p) => p,
             Err(e) => return e.into_response(),
         }

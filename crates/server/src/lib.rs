@@ -13,6 +13,7 @@ pub mod paths;
 pub mod query;
 pub mod rbac;
 pub mod service;
+pub mod ui;
 pub mod wire;
 
 use std::sync::Arc;
@@ -84,6 +85,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/{id}/children", get(executions::children));
     Router::new()
         .route("/", get(handlers::root))
+        .route("/ui", get(ui::asset))
+        .route("/ui/session", get(ui::session).post(ui::login).delete(ui::logout))
+        .route("/ui/{*path}", get(ui::asset))
         .route("/stream", get(stream::events))
         .route("/squall/stats", get(handlers::stats))
         .route("/livez", get(handlers::health::livez))

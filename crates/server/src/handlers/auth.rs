@@ -36,15 +36,22 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// `POST /tokens`: a token for HTTP Basic credentials.
-pub async fn create_token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
-    let (user, password) = basic_credentials(&headers).ok_or_else(|| ApiError::unauthorized(BAD_LOGIN))?;
-    let record = state.store.user(&user).await?;
+/// Answers 401 unless `user` exists and `password` is theirs (the check runs off the runtime:
+/// argon2 takes tens of milliseconds).
+pub async fn check_password(state: &AppState, user: &str, password: String) -> ApiResult<()> {
+    let record = state.store.user(user).await?;
     let hash = record.and_then(|u| u.password_hash).ok_or_else(|| ApiError::unauthorized(BAD_LOGIN))?;
     let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
     if !valid {
         return Err(ApiError::unauthorized(BAD_LOGIN));
     }
+    Ok(())
+}
+
+/// `POST /tokens`: a token for HTTP Basic credentials.
+pub async fn create_token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    let (user, password) = basic_credentials(&headers).ok_or_else(|| ApiError::unauthorized(BAD_LOGIN))?;
+    check_password(&state, &user, password).await?;
     let body = json_body(&body)?;
     let max = state.auth.token_ttl;
     let ttl = match body.get("ttl") {

@@ -38,10 +38,14 @@ pub fn json_body(body: &axum::body::Bytes) -> crate::error::ApiResult<Value> {
 }
 
 /// `GET /v1/` — the API's version document.
-pub async fn root() -> Json<Value> {
-    Json(
-        json!({"version": "3.9.0", "docs_url": "http://docs.stackstorm.com/3.9", "server": format!("squall {}", env!("CARGO_PKG_VERSION"))}),
-    )
+/// `GET /`: StackStorm's root document, or the web console for a browser.
+pub async fn root(headers: HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if crate::ui::wants_console(&headers) {
+        return crate::ui::to_console();
+    }
+    Json(json!({"version": "3.9.0", "docs_url": "http://docs.stackstorm.com/3.9", "server": format!("squall {}", env!("CARGO_PKG_VERSION"))}))
+        .into_response()
 }
 
 /// Anything the router does not know.
