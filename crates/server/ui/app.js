@@ -125,7 +125,7 @@ async function executionsPage() {
     el('thead', {}, el('tr', {}, ['Execution', 'Action', 'Status', 'User', 'Started', 'Duration'].map((h) => el('th', {}, h)))), body), pager);
   const limit = 50, offset = parseInt(params.get('offset') || '0', 10);
   const load = async () => {
-    const q = new URLSearchParams({ limit, offset, exclude_attributes: 'result,trigger_instance', parent: 'null' });
+    const q = new URLSearchParams({ limit, offset, exclude_attributes: 'result,trigger_instance', parent: 'null', sort_desc: 'true' });
     for (const k of ['status', 'action', 'user']) if (params.get(k)) q.set(k, params.get(k));
     if (params.get('timestamp_gt')) q.set('timestamp_gt', new Date(params.get('timestamp_gt')).toISOString());
     const resp = await fetch(`/api/v1/executions?${q}`, { credentials: 'same-origin' });
