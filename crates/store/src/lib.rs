@@ -14,7 +14,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 use squall_core::output::StreamFilter;
-use squall_core::{Execution, OutputRecord, Status};
+use squall_core::{Execution, OutputRecord, Status, StreamKind};
 
 pub use auth::{ApiKeyRecord, TokenRecord, UserRecord};
 pub use nodes::NodeRecord;
@@ -115,6 +115,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`OutputRecord::line`]), or 0 when none does: line `line` starts in a record after it, so
     /// a line reader reads from there (`read_output(after = seq - 1)`) instead of from the start.
     async fn seq_before_line(&self, execution_id: &str, line: u64) -> Result<u64>;
+
+    /// The `seq` of the last record of `stream` whose bytes begin at or before byte `offset` of
+    /// that stream (0 when none does): a ranged read of the stream starts there.
+    async fn seq_at_offset(&self, execution_id: &str, stream: StreamKind, offset: u64) -> Result<u64>;
 
     /// The highest stored `seq` of an execution (0 when it has none).
     async fn last_seq(&self, execution_id: &str) -> Result<u64>;

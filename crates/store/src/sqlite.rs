@@ -380,6 +380,16 @@ impl Store for SqliteStore {
         Ok(row.try_get::<i64, _>(0)? as u64)
     }
 
+    async fn seq_at_offset(&self, execution_id: &str, stream: StreamKind, offset: u64) -> Result<u64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM output WHERE execution_id = ? AND stream = ? AND byte_offset <= ?")
+            .bind(execution_id)
+            .bind(stream.code())
+            .bind(offset.min(i64::MAX as u64) as i64)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
     async fn last_seq(&self, execution_id: &str) -> Result<u64> {
         let row =
             sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM output WHERE execution_id = ?").bind(execution_id).fetch_one(&self.pool).await?;

@@ -173,13 +173,14 @@ async fn retention(store: &dyn Store) {
 /// Records keep the display line the writer numbered them by, and `seq_before_line` finds the
 /// record a line reader starts from; records without a line (notes) are passed over.
 async fn lines(store: &dyn Store, e: &Execution) {
-    let numbered = |seq, line, data: &[u8]| OutputRecord { line: Some(line), ..record(&e.id, seq, StreamKind::Stdout, data) };
+    let numbered =
+        |seq, line, offset, data: &[u8]| OutputRecord { line: Some(line), offset, ..record(&e.id, seq, StreamKind::Stdout, data) };
     assert_eq!(store.seq_before_line(&e.id, 5).await.unwrap(), 0);
     store
         .append_output(&[
-            numbered(1, 0, b"a\nb\n"),
-            numbered(2, 2, b"c\nd"),
-            numbered(3, 3, b"e\n"),
+            numbered(1, 0, 0, b"a\nb\n"),
+            numbered(2, 2, 4, b"c\nd"),
+            numbered(3, 3, 7, b"e\n"),
             record(&e.id, 4, StreamKind::Output, b"note\n"),
         ])
         .await
@@ -189,6 +190,14 @@ async fn lines(store: &dyn Store, e: &Execution) {
     let before = |line| async move { store.seq_before_line(&e.id, line).await.unwrap() };
     assert_eq!((before(0).await, before(1).await, before(2).await, before(3).await), (0, 1, 1, 2));
     assert_eq!((before(4).await, before(u64::MAX).await), (3, 3));
+    // Ranged reads of a stream start at the record holding the first byte.
+    let at = |stream, offset| async move { store.seq_at_offset(&e.id, stream, offset).await.unwrap() };
+    let stdout = StreamKind::Stdout;
+    assert_eq!(
+        (at(stdout, 0).await, at(stdout, 3).await, at(stdout, 4).await, at(stdout, 7).await, at(stdout, u64::MAX).await),
+        (1, 1, 2, 3, 3)
+    );
+    assert_eq!(at(StreamKind::Stderr, 5).await, 0);
 }
 
 async fn lifecycle(store: &dyn Store, running: &Execution, requested: &Execution) {

@@ -271,8 +271,23 @@ async fn records(state: Arc<AppState>, id: String, params: Params, headers: Head
 /// `GET /executions/{id}/stdout` and `/stderr`: raw bytes of one stream, everything so far and
 /// then live, until the execution completes. Nothing is injected into the body. `?host=` keeps
 /// one remote host's bytes.
-pub async fn raw(state: Arc<AppState>, id: String, params: Params, caller: Principal, kind: StreamKind) -> ApiResult<Response> {
+pub async fn raw(
+    state: Arc<AppState>,
+    id: String,
+    params: Params,
+    headers: HeaderMap,
+    caller: Principal,
+    kind: StreamKind,
+) -> ApiResult<Response> {
     let filter = RecordFilter { streams: StreamFilter::Only(kind), host: params.record_filter().host };
+    if let Some(range) = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(super::output::ByteRange::parse)
+        && filter.host.is_none()
+    {
+        let e = find_for(&state, &id, &caller, "execution_view").await?;
+        if e.status.is_terminal() {
+            return super::output::ranged(state, e.id, kind, range).await;
+        }
+    }
     let rx = follow_execution(&state, &id, &caller, 0).await?;
     let body = body_of(rx, None, move |item| match item {
         Item::Record(r) if filter.matches(&r.record) => Step::Emit(r.record.data.clone()),
@@ -282,12 +297,27 @@ pub async fn raw(state: Arc<AppState>, id: String, params: Params, caller: Princ
     Ok(streaming_response(TEXT, body))
 }
 
-pub async fn stdout(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Response> {
-    raw(state, id, params, caller, StreamKind::Stdout).await
+/// `GET /executions/{id}/stdout`: raw stdout, followed live to the end; a finished execution's
+/// also answers a single `Range: bytes=…` with 206.
+pub async fn stdout(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+    caller: Principal,
+) -> ApiResult<Response> {
+    raw(state, id, params, headers, caller, StreamKind::Stdout).await
 }
 
-pub async fn stderr(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Response> {
-    raw(state, id, params, caller, StreamKind::Stderr).await
+/// `GET /executions/{id}/stderr`: as `stdout`, for stderr.
+pub async fn stderr(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+    caller: Principal,
+) -> ApiResult<Response> {
+    raw(state, id, params, headers, caller, StreamKind::Stderr).await
 }
 
 /// StackStorm's stream filters (`events`, `action_refs`, `execution_ids`), plus the viewer's
