@@ -88,6 +88,11 @@ async fn search_counts_every_hit_of_the_whole_log_and_sends_the_first() {
     assert_eq!(count(search(&s, &id, "q=needle&case=true").await), 0);
     assert_eq!(count(search(&s, &id, "q=%5E1999%5Cd%24&regex=true").await), 10);
     assert_eq!(count(search(&s, &id, "q=1999.&regex=false").await), 0);
+    // Narrowed to a stream: every line of it, or those of it that match.
+    assert_eq!(count(search(&s, &id, "q=&output_type=stderr").await), 1);
+    assert_eq!(count(search(&s, &id, "q=777&output_type=stderr").await), 0);
+    let with_1999 = (1..=200_000u32).filter(|n| n.to_string().contains("1999")).count() as u64;
+    assert_eq!(count(search(&s, &id, "q=1999&output_type=stdout").await), with_1999);
     // From a line on, stopping at the first hit: "the next error". (Where the stderr line lands
     // among stdout's depends on how the two pipes were read; the search says where.)
     let next = search(&s, &id, "q=needle&stop_after=1").await;

@@ -56,7 +56,11 @@ export class Viewer {
     this.newLines = 0;
     this.selected = null;    // [from, to] lines highlighted by #L links
     this.search = null;      // {pattern, hits: [n…], count, done, index}
-    this.stats = { gaps: 0, dups: 0, refreshes: 0, painted: 0 };
+    // Test and benchmark counters: lines missing or repeated in live answers, and for lines
+    // that arrived while watching, commit → painted in ms.
+    this.stats = { gaps: 0, dups: 0, refreshes: 0, painted: 0, latency: [] };
+    this.liveFrom = Infinity; // lines from here on arrived while the page watched
+    this.paintedUpTo = -1;
     this.timestamps = settings.get('timestamps', 'off');
     this.tint = settings.get('tint', true);
     this.build(root);
@@ -74,6 +78,12 @@ export class Viewer {
     this.hitInfo = el('span', 'hit-info');
     bar.append(this.hitInfo);
     this.onlyHits = this.toggle(bar, 'Matching lines', 'Show only matching lines', false, () => this.renderHitList());
+    this.streamFilter = el('select'); this.streamFilter.setAttribute('aria-label', 'Streams');
+    for (const [v, label] of [['', 'All streams'], ['stdout', 'stdout only'], ['stderr', 'stderr only'], ['output', 'squall notes only']]) {
+      const o = el('option', '', label); o.value = v; this.streamFilter.append(o);
+    }
+    this.streamFilter.onchange = () => this.runSearch();
+    bar.append(this.streamFilter);
     this.button(bar, 'Next error', 'Jump to the next line that looks like an error', () => this.nextError());
     this.gotoBox = el('input', 'goto'); this.gotoBox.type = 'number'; this.gotoBox.min = '1'; this.gotoBox.placeholder = 'Line'; this.gotoBox.setAttribute('aria-label', 'Go to line');
     bar.append(this.gotoBox);
@@ -212,6 +222,7 @@ export class Viewer {
   // ---- live -----------------------------------------------------------------------------
 
   follow(page) {
+    this.liveFrom = page.total;
     const last = page.lines.length ? page.lines[page.lines.length - 1].seq : 0;
     const open = () => {
       if (this.source || isDone(this.lastStatus)) return;
@@ -375,6 +386,10 @@ export class Viewer {
     }
     if (line.host) { const h = el('span', 'host'); h.dataset.host = line.host; row.append(h); }
     row.append(this.renderText(line));
+    if (n >= this.liveFrom && n > this.paintedUpTo && !line.unfinished) {
+      this.paintedUpTo = n;
+      if (this.stats.latency.length < 100000) this.stats.latency.push(Date.now() - Date.parse(line.timestamp));
+    }
   }
 
   renderText(line) {
@@ -446,11 +461,12 @@ export class Viewer {
 
   // ---- search ---------------------------------------------------------------------------
 
-  searchKey() { return `${this.regex.getAttribute('aria-pressed')}${this.caseSensitive.getAttribute('aria-pressed')}`; }
+  searchKey() { return `${this.regex.getAttribute('aria-pressed')}${this.caseSensitive.getAttribute('aria-pressed')}${this.streamFilter.value}`; }
 
   searchQuery(q, extra) {
     const regex = this.regex.getAttribute('aria-pressed') === 'true', sensitive = this.caseSensitive.getAttribute('aria-pressed') === 'true';
-    return `/api/v1/executions/${this.id}/search?q=${encodeURIComponent(q)}&regex=${regex}&case=${sensitive}${extra}`;
+    const stream = this.streamFilter.value ? `&output_type=${this.streamFilter.value}` : '';
+    return `/api/v1/executions/${this.id}/search?q=${encodeURIComponent(q)}&regex=${regex}&case=${sensitive}${stream}${extra}`;
   }
 
   browserPattern(q) {
@@ -461,10 +477,13 @@ export class Viewer {
   async runSearch() {
     const q = this.searchBox.value;
     if (this.searchAbort) this.searchAbort.abort();
-    if (!q) { this.search = null; this.hitInfo.textContent = ''; this.paint(true); this.renderHitList(); return; }
+    const filtered = !!this.streamFilter.value;
+    // A stream filter shows that stream's lines (matching q, if any) as a list.
+    if (filtered) this.onlyHits.setAttribute('aria-pressed', 'true');
+    if (!q && !filtered) { this.search = null; this.hitInfo.textContent = ''; this.paint(true); this.renderHitList(); return; }
     const abort = new AbortController();
     this.searchAbort = abort;
-    const search = { q, key: this.searchKey(), re: this.browserPattern(q), hits: [], lines: [], count: 0, done: false, index: -1 };
+    const search = { q, key: this.searchKey(), re: q ? this.browserPattern(q) : null, hits: [], lines: [], count: 0, done: false, index: -1 };
     this.search = search;
     this.hitInfo.textContent = 'searching…';
     const t0 = performance.now();

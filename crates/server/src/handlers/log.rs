@@ -19,6 +19,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::log::{self, LineRef, Page, Scan, terminal};
 use crate::query::Params;
+use squall_core::output::{RecordFilter, StreamFilter};
 
 /// Lines per `/lines` request when the client names no `count`, and the most it may ask for.
 const DEFAULT_LINES: i64 = 200;
@@ -84,6 +85,11 @@ pub async fn lines(State(state): State<Arc<AppState>>, Path(id): Path<String>, p
 /// What `/search` looks for.
 struct Query {
     pattern: regex::bytes::Regex,
+    /// Which lines are searched: `output_type` and `host`, as on `/output`.
+    filter: RecordFilter,
+    /// The pattern over a whole record, `^`/`$` at line ends: whatever line matches, the record
+    /// matches (absent for patterns where that may not hold: `\A`, `\z`, inline flags).
+    whole_record: Option<regex::bytes::Regex>,
     from: u64,
     /// Hits sent with their line; later hits are only counted.
     limit: u64,
@@ -93,18 +99,23 @@ struct Query {
 
 impl Query {
     fn parse(params: &Params) -> ApiResult<Query> {
-        let q = params.get("q").filter(|q| !q.is_empty()).ok_or_else(|| ApiError::bad_request("q (what to search for) is required"))?;
+        let filter = params.record_filter();
+        let everything = filter.streams == StreamFilter::All && filter.host.is_none();
+        let q = params.get("q").unwrap_or_default();
+        if q.is_empty() && everything {
+            return Err(ApiError::bad_request("q (what to search for) is required, unless output_type or host narrows the lines"));
+        }
         if q.len() > MAX_PATTERN {
             return Err(ApiError::bad_request(format!("q is longer than {MAX_PATTERN} bytes")));
         }
         let regex = params.boolean("regex")?.unwrap_or(false);
         let case = params.boolean("case")?.unwrap_or(false);
         let source = if regex { q.to_string() } else { regex::escape(q) };
-        let pattern = regex::bytes::RegexBuilder::new(&source)
-            .case_insensitive(!case)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-            .map_err(|e| ApiError::bad_request(format!("q is not a valid regular expression: {e}")))?;
+        let build = |multi_line| {
+            regex::bytes::RegexBuilder::new(&source).case_insensitive(!case).multi_line(multi_line).size_limit(REGEX_SIZE_LIMIT).build()
+        };
+        let pattern = build(false).map_err(|e| ApiError::bad_request(format!("q is not a valid regular expression: {e}")))?;
+        let whole_record = (!regex || !["\\A", "\\z", "(?"].iter().any(|s| source.contains(s))).then(|| build(true).ok()).flatten();
         let positive = |name: &str, default: Option<i64>| -> ApiResult<Option<u64>> {
             match params.int(name)?.or(default) {
                 Some(v) if v < 0 => Err(ApiError::bad_request(format!("{name} must not be negative"))),
@@ -112,11 +123,28 @@ impl Query {
             }
         };
         let limit = positive("limit", Some(DEFAULT_HITS))?.unwrap_or(0).min(MAX_HITS as u64);
-        Ok(Query { pattern, from: positive("from", Some(0))?.unwrap_or(0), limit, stop_after: positive("stop_after", None)? })
+        Ok(Query {
+            pattern,
+            filter,
+            whole_record,
+            from: positive("from", Some(0))?.unwrap_or(0),
+            limit,
+            stop_after: positive("stop_after", None)?,
+        })
+    }
+
+    /// Whether no line wholly inside a record of `data` can match: it has no escapes and the
+    /// pattern is nowhere in it.
+    fn misses(&self, data: &[u8]) -> bool {
+        // A record of another stream is skipped only by its lines (the splitter needs its bytes).
+        self.whole_record.as_ref().is_some_and(|re| terminal::is_plain(data) && !re.is_match(data))
     }
 
     /// Whether the line, as the viewer shows it (escapes applied), matches.
     fn matches(&self, line: &LineRef) -> bool {
+        if !self.filter.streams.matches(line.stream) || self.filter.host.as_deref().is_some_and(|h| line.host != Some(h)) {
+            return false;
+        }
         if terminal::is_plain(line.bytes) {
             self.pattern.is_match(line.bytes)
         } else {
@@ -128,7 +156,7 @@ impl Query {
 /// Progress lines are sent after this many scanned bytes.
 const PROGRESS_EVERY: u64 = 64 << 20;
 
-/// `GET /executions/{id}/search?q=…[&regex=true][&case=true][&from=N][&limit=K][&stop_after=M]`:
+/// `GET /executions/{id}/search?q=…[&regex=true][&case=true][&output_type=S][&host=H][&from=N][&limit=K][&stop_after=M]`:
 /// every line of the log that matches, as NDJSON — `{"hit": line}` for each of the first
 /// `limit` hits, `{"progress": {"bytes": B}}` now and then, and a last
 /// `{"done": true, "count": C, "lines": L}` (`stopped` when `stop_after` ended it early). Literal
@@ -138,7 +166,7 @@ pub async fn search(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
     let query = Query::parse(&params)?;
     let body = async_stream::stream! {
         let mut scan = match Scan::start(&*state.store, &e.id, query.from).await {
-            Ok(scan) => scan,
+            Ok(scan) => scan.skipping(|data| query.misses(data)),
             Err(err) => {
                 yield Ok(ndjson(&json!({"error": err.to_string()})));
                 return;

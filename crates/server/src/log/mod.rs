@@ -83,8 +83,10 @@ impl LineSplitter {
         LineSplitter { cursor: LineCursor::at(line), carry: None }
     }
 
-    /// Hands every line that `record` completes to `emit`, which may stop the scan.
-    pub fn feed(&mut self, record: &OutputRecord, emit: &mut impl FnMut(&LineRef) -> ControlFlow<()>) -> ControlFlow<()> {
+    /// Hands every line that `record` completes to `emit`, which may stop the scan. With
+    /// `inner` false, lines that lie wholly inside the record are counted but not handed on (a
+    /// search that knows the record holds no hit).
+    pub fn feed(&mut self, record: &OutputRecord, inner: bool, emit: &mut impl FnMut(&LineRef) -> ControlFlow<()>) -> ControlFlow<()> {
         let host = record.host.as_deref();
         let mut n = self.cursor.begin(record.stream, host);
         if let Some(carry) = self.carry.take_if(|c| c.n != n) {
@@ -93,6 +95,20 @@ impl LineSplitter {
         self.cursor.consume(record.stream, host, &record.data);
         let data = &record.data[..];
         let mut start = 0;
+        if !inner {
+            // Only a line continued from the last record and the unfinished tail are handed on.
+            let (Some(first), Some(last)) = (memchr::memchr(b'\n', data), memchr::memrchr(b'\n', data)) else {
+                self.keep_rest(record, n, data);
+                return ControlFlow::Continue(());
+            };
+            if let Some(mut carry) = self.carry.take() {
+                carry.extend(&data[..first]);
+                emit(&carry.line(false))?;
+            }
+            n = self.cursor.lines() - u64::from(last + 1 < data.len());
+            self.keep_rest(record, n, &data[last + 1..]);
+            return ControlFlow::Continue(());
+        }
         for end in memchr::memchr_iter(b'\n', data) {
             let part = &data[start..end];
             start = end + 1;
@@ -114,20 +130,25 @@ impl LineSplitter {
             }
             n += 1;
         }
-        let rest = &data[start..];
-        if !rest.is_empty() {
-            let carry = self.carry.get_or_insert_with(|| Carry {
-                n,
-                stream: record.stream,
-                host: host.map(str::to_string),
-                timestamp: record.timestamp,
-                seq: record.seq,
-                bytes: Vec::new(),
-                length: 0,
-            });
-            carry.extend(rest);
-        }
+        self.keep_rest(record, n, &data[start..]);
         ControlFlow::Continue(())
+    }
+
+    /// Keeps `rest` (bytes after the record's last `\n`) as, or on, the unfinished line `n`.
+    fn keep_rest(&mut self, record: &OutputRecord, n: u64, rest: &[u8]) {
+        if rest.is_empty() {
+            return;
+        }
+        let carry = self.carry.get_or_insert_with(|| Carry {
+            n,
+            stream: record.stream,
+            host: record.host.clone(),
+            timestamp: record.timestamp,
+            seq: record.seq,
+            bytes: Vec::new(),
+            length: 0,
+        });
+        carry.extend(rest);
     }
 
     /// Hands the unfinished last line, if there is one, to `emit`.
@@ -164,6 +185,8 @@ pub struct Scan<'s> {
     after: u64,
     splitter: Option<LineSplitter>,
     ended: bool,
+    /// Records whose lines need not be handed on one by one (see [`Scan::skipping`]).
+    skip: Option<Box<dyn Fn(&[u8]) -> bool + Send + Sync + 's>>,
 }
 
 impl<'s> Scan<'s> {
@@ -171,7 +194,15 @@ impl<'s> Scan<'s> {
     pub async fn start(store: &'s dyn Store, execution_id: &'s str, from: u64) -> Result<Scan<'s>, StoreError> {
         let start = store.seq_before_line(execution_id, from).await?;
         let splitter = (start == 0).then(|| LineSplitter::at(0));
-        Ok(Scan { store, execution_id, from, after: start.saturating_sub(1), splitter, ended: false })
+        Ok(Scan { store, execution_id, from, after: start.saturating_sub(1), splitter, ended: false, skip: None })
+    }
+
+    /// Leaves out the lines wholly inside any record for which `skip` says so (lines that
+    /// cross a record boundary are still handed on): a search scans a record once for its
+    /// pattern instead of line by line.
+    pub fn skipping(mut self, skip: impl Fn(&[u8]) -> bool + Send + Sync + 's) -> Scan<'s> {
+        self.skip = Some(Box::new(skip));
+        self
     }
 
     /// Reads the next page, handing each line from `from` on to `emit`.
@@ -193,7 +224,8 @@ impl<'s> Scan<'s> {
         self.after = last.seq;
         for record in &page {
             let splitter = self.splitter.get_or_insert_with(|| LineSplitter::at(record.line.unwrap_or(0)));
-            if splitter.feed(record, &mut wanted).is_break() {
+            let inner = !self.skip.as_ref().is_some_and(|skip| skip(&record.data));
+            if splitter.feed(record, inner, &mut wanted).is_break() {
                 self.ended = true;
                 return Ok(Page::Stopped);
             }
@@ -239,7 +271,7 @@ mod tests {
         }
     }
 
-    fn split(records: &[OutputRecord]) -> Vec<(u64, String, bool)> {
+    fn split(records: &[OutputRecord], inner: bool) -> Vec<(u64, String, bool)> {
         let mut out = Vec::new();
         let mut keep = |l: &LineRef| {
             out.push((l.n, String::from_utf8_lossy(l.bytes).into_owned(), l.unfinished));
@@ -247,7 +279,7 @@ mod tests {
         };
         let mut splitter = LineSplitter::at(0);
         for r in records {
-            let _ = splitter.feed(r, &mut keep);
+            let _ = splitter.feed(r, inner, &mut keep);
         }
         let _ = splitter.finish(&mut keep);
         out
@@ -256,11 +288,26 @@ mod tests {
     #[test]
     fn lines_span_records_and_end_where_the_stream_changes() {
         use StreamKind::{Stderr, Stdout};
-        let lines = split(&[record(1, Stdout, "a\nb"), record(2, Stdout, "c\nd"), record(3, Stderr, "e\n"), record(4, Stdout, "f")]);
+        let records = [record(1, Stdout, "a\nb"), record(2, Stdout, "c\nd"), record(3, Stderr, "e\n"), record(4, Stdout, "f")];
         assert_eq!(
-            lines,
+            split(&records, true),
             [(0, "a".into(), false), (1, "bc".into(), false), (2, "d".into(), false), (3, "e".into(), false), (4, "f".into(), true)]
         );
+    }
+
+    #[test]
+    fn skipping_a_record_leaves_out_only_the_lines_wholly_inside_it() {
+        use StreamKind::Stdout;
+        let records = [record(1, Stdout, "a\nb"), record(2, Stdout, "c\nd\ne\nf"), record(3, Stdout, "g"), record(4, Stdout, "h\ni\n")];
+        assert_eq!(split(&records, false), [(1, "bc".into(), false), (4, "fgh".into(), false)], "a, d, e and i lie inside one record each");
+        let total = |inner| {
+            let mut s = LineSplitter::at(0);
+            for r in &records {
+                let _ = s.feed(r, inner, &mut |_| ControlFlow::Continue(()));
+            }
+            s.lines()
+        };
+        assert_eq!((total(true), total(false)), (6, 6));
     }
 
     #[test]
@@ -268,11 +315,11 @@ mod tests {
         let long = "x".repeat(MAX_LINE_BYTES + 10);
         let mut lengths = Vec::new();
         let mut splitter = LineSplitter::at(0);
-        let _ = splitter.feed(&record(1, StreamKind::Stdout, &format!("{long}\n{long}")), &mut |l| {
+        let _ = splitter.feed(&record(1, StreamKind::Stdout, &format!("{long}\n{long}")), true, &mut |l| {
             lengths.push((l.bytes.len(), l.length));
             ControlFlow::Continue(())
         });
-        let _ = splitter.feed(&record(2, StreamKind::Stdout, &format!("{long}\n")), &mut |l| {
+        let _ = splitter.feed(&record(2, StreamKind::Stdout, &format!("{long}\n")), true, &mut |l| {
             lengths.push((l.bytes.len(), l.length));
             ControlFlow::Continue(())
         });

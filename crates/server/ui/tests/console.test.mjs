@@ -48,19 +48,20 @@ test('logging in: a wrong password is refused with the server\'s message, then t
 
 test('a live action: lines appear one by one, colours and a progress bar render, each line once', async () => {
   const page = await loggedIn(chrome, squall);
-  const id = await squall.run("for i in $(seq 1 40); do echo \"line $i\"; sleep 0.05; done; printf '\\033[1;31mred\\033[0m \\033[38;2;10;200;30mtrue\\033[0m\\n'; for p in 10 50 100; do printf \"$p%%\\r\"; sleep 0.1; done; echo; sleep 0.5");
+  const id = await squall.run("for i in $(seq 1 40); do echo \"line $i\"; sleep 0.05; done; printf '\\033[1;31mred\\033[0m \\033[38;2;10;200;30mtrue\\033[0m\\n'; for p in 10 50 100; do printf \"$p%%\\r\"; sleep 0.1; done; echo; sleep 0.2; echo warn-line >&2; sleep 0.5");
   await page.goto(`${squall.url}/ui/executions/${id}`);
   await page.waitForSelector('.status[data-status="running"]');
   // Seen while the action still runs.
   await waitForLine(page, 'line 10', 20000);
   assert.equal(await page.locator('h1 .status').getAttribute('data-status'), 'running');
   await page.waitForSelector('h1 .status[data-status="succeeded"]', { timeout: 30000 });
-  await page.waitForFunction(() => window.__viewer.total === 42);
+  await page.waitForFunction(() => window.__viewer.total === 43);
   // Every line the viewer holds, in order, each once; the last screen ends with the progress bar.
   const held = await page.evaluate(() => Array.from({ length: window.__viewer.total }, (_, n) => window.__viewer.line(n)?.text));
   assert.deepEqual(held.slice(0, 40), Array.from({ length: 40 }, (_, i) => `line ${i + 1}`));
   const texts = await page.locator('.log .row .text').allTextContents();
-  assert.equal(texts[texts.length - 1], '100%', 'the progress bar shows its last state');
+  assert.deepEqual(texts.slice(-2), ['100%', 'warn-line'], 'the progress bar shows its last state');
+  assert.match(await page.locator('.log .row[data-line="43"]').getAttribute('class'), /stderr/);
   const red = page.locator('.log .row[data-line="41"] .text span').first();
   assert.equal(await red.textContent(), 'red');
   const style = await red.evaluate((e) => { const s = getComputedStyle(e); return { color: s.color, weight: s.fontWeight }; });
@@ -69,6 +70,22 @@ test('a live action: lines appear one by one, colours and a progress bar render,
   const truecolor = await page.locator('.log .row[data-line="41"] .text span', { hasText: 'true' }).evaluate((e) => getComputedStyle(e).color);
   assert.equal(truecolor, 'rgb(10, 200, 30)');
   assert.deepEqual(await page.evaluate(() => ({ gaps: window.__viewer.stats.gaps, dups: window.__viewer.stats.dups })), { gaps: 0, dups: 0 });
+  // Filtered to stderr: its one line, in a list.
+  await page.selectOption('select[aria-label=Streams]', 'stderr');
+  await page.waitForFunction(() => window.__viewer.search?.done);
+  assert.deepEqual(await page.locator('.hit-list .row .text').allTextContents(), ['warn-line']);
+  await page.context().close();
+});
+
+test('live latency: commit → painted, for lines written every 20 ms while the page follows', async () => {
+  const page = await loggedIn(chrome, squall);
+  const id = await squall.run('sleep 1; for i in $(seq 1 250); do echo "beat $i"; sleep 0.02; done');
+  await page.goto(`${squall.url}/ui/executions/${id}`);
+  await page.waitForSelector('h1 .status[data-status="succeeded"]', { timeout: 60000 });
+  const latency = await page.evaluate(() => window.__viewer.stats.latency.slice().sort((a, b) => a - b));
+  assert.ok(latency.length >= 200, `${latency.length} lines measured`);
+  const at = (q) => latency[Math.min(latency.length - 1, Math.floor(q * latency.length))];
+  console.log(`figures: live commit → painted over ${latency.length} lines: p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, max ${latency[latency.length - 1]} ms`);
   await page.context().close();
 });
 
