@@ -176,6 +176,9 @@ pub enum Page {
     End { lines: u64 },
 }
 
+/// Asks a question of a record's bytes.
+type RecordTest<'s> = Box<dyn Fn(&[u8]) -> bool + Send + Sync + 's>;
+
 /// A scan of one execution's lines from a given line on, a store page at a time, so that a
 /// caller can send what it found between pages and stop when its client goes away.
 pub struct Scan<'s> {
@@ -186,7 +189,7 @@ pub struct Scan<'s> {
     splitter: Option<LineSplitter>,
     ended: bool,
     /// Records whose lines need not be handed on one by one (see [`Scan::skipping`]).
-    skip: Option<Box<dyn Fn(&[u8]) -> bool + Send + Sync + 's>>,
+    skip: Option<RecordTest<'s>>,
 }
 
 impl<'s> Scan<'s> {
