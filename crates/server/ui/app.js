@@ -187,8 +187,10 @@ async function executionPage(id) {
   const output = el('section', { class: 'output' });
   page(e.action.ref, el('h1', {}, e.action.ref, ' ', status), el('p', { class: 'quiet' }, e.id), times, actions, output, result);
   let last = e.status;
+  const hosts = e.runner?.name?.startsWith('remote-') ? String(e.parameters?.hosts ?? '').split(',').map((h) => h.trim()).filter(Boolean) : [];
   const viewer = new Viewer(output, e.id, {
     api,
+    hosts,
     onStatus: async (s) => {
       if (s === last) return;
       last = s;

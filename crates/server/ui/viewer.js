@@ -48,6 +48,7 @@ export class Viewer {
     this.id = id;
     this.api = opts.api;
     this.onStatus = opts.onStatus || (() => {});
+    this.hosts = opts.hosts || [];
     this.total = 0;          // lines the log has, as far as we know
     this.first = 0;          // first line on screen
     this.pages = new Map();  // page number → array of lines
@@ -63,6 +64,7 @@ export class Viewer {
     this.paintedUpTo = -1;
     this.timestamps = settings.get('timestamps', 'off');
     this.tint = settings.get('tint', true);
+    this.wrap = settings.get('wrap', false);
     this.build(root);
     window.__viewer = this;
   }
@@ -84,6 +86,13 @@ export class Viewer {
     }
     this.streamFilter.onchange = () => this.runSearch();
     bar.append(this.streamFilter);
+    // A remote action's hosts: one filter each.
+    this.hostFilter = el('select'); this.hostFilter.setAttribute('aria-label', 'Hosts');
+    for (const [v, label] of [['', 'All hosts'], ...this.hosts.map((h) => [h, h])]) {
+      const o = el('option', '', label); o.value = v; this.hostFilter.append(o);
+    }
+    this.hostFilter.onchange = () => this.runSearch();
+    if (this.hosts.length) bar.append(this.hostFilter);
     this.button(bar, 'Next error', 'Jump to the next line that looks like an error', () => this.nextError());
     this.gotoBox = el('input', 'goto'); this.gotoBox.type = 'number'; this.gotoBox.min = '1'; this.gotoBox.placeholder = 'Line'; this.gotoBox.setAttribute('aria-label', 'Go to line');
     bar.append(this.gotoBox);
@@ -95,13 +104,14 @@ export class Viewer {
     ts.onchange = () => { this.timestamps = ts.value; settings.set('timestamps', ts.value); this.paint(true); };
     bar.append(ts);
     this.toggle(bar, 'stderr tint', 'Tint stderr lines', this.tint, (v) => { this.tint = v; settings.set('tint', v); this.paint(true); });
+    this.toggle(bar, 'wrap', 'Wrap long lines', this.wrap, (v) => { this.wrap = v; settings.set('wrap', v); this.scroller.classList.toggle('wrap', v); this.goTo(this.first); });
     const raw = el('span', 'raw');
     for (const stream of ['stdout', 'stderr']) {
       const a = el('a', '', stream); a.href = `/api/v1/executions/${this.id}/${stream}`; a.download = `${this.id}.${stream}.log`; raw.append(a);
     }
     bar.append(raw);
 
-    this.scroller = el('div', 'log'); this.scroller.tabIndex = 0; this.scroller.setAttribute('role', 'log');
+    this.scroller = el('div', 'log' + (this.wrap ? ' wrap' : '')); this.scroller.tabIndex = 0; this.scroller.setAttribute('role', 'log');
     this.spacer = el('div', 'spacer');
     this.rows = el('div', 'rows');
     this.scroller.append(this.rows, this.spacer);
@@ -140,23 +150,30 @@ export class Viewer {
   // ---- geometry -------------------------------------------------------------------------
 
   get visible() { return Math.max(1, Math.ceil(this.scroller.clientHeight / ROW)); }
-  get height() { return Math.min(this.total * ROW, MAX_HEIGHT); }
+  // Wrapped, a viewport more: even a short log whose rows wrap past the screen can scroll.
+  get height() { return Math.min(this.total * ROW, MAX_HEIGHT) + (this.wrap ? this.scroller.clientHeight : 0); }
   get scaled() { return this.total * ROW > MAX_HEIGHT; }
+  // Positions map to lines, not pixels: past the height limit, and when wrapped rows have no
+  // fixed height. The rows then stay in the viewport and the scroll bar says which line is on top.
+  get lineMapped() { return this.scaled || this.wrap; }
   get maxFirst() { return Math.max(0, this.total - this.visible + 1); }
 
   lineAtScroll() {
-    if (!this.scaled) return Math.floor(this.scroller.scrollTop / ROW);
+    if (!this.lineMapped) return Math.floor(this.scroller.scrollTop / ROW);
     const maxScroll = this.height - this.scroller.clientHeight;
     return maxScroll <= 0 ? 0 : Math.round(this.scroller.scrollTop / maxScroll * this.maxFirst);
   }
 
   scrollForLine(n) {
-    if (!this.scaled) return n * ROW;
+    if (!this.lineMapped) return n * ROW;
     const maxScroll = this.height - this.scroller.clientHeight;
     return this.maxFirst === 0 ? 0 : n / this.maxFirst * maxScroll;
   }
 
-  atBottom() { return this.first >= this.maxFirst - 1; }
+  atBottom() {
+    if (this.wrap) return this.scroller.scrollTop >= this.height - this.scroller.clientHeight - 2;
+    return this.first >= this.maxFirst - 1;
+  }
 
   // ---- data -----------------------------------------------------------------------------
 
@@ -315,7 +332,7 @@ export class Viewer {
   }
 
   onWheel(e) {
-    if (!this.scaled) return;
+    if (!this.lineMapped) return;
     // Scaled positions would move thousands of lines per notch: move by lines instead.
     e.preventDefault();
     const lines = Math.round(e.deltaY / ROW) || Math.sign(e.deltaY);
@@ -329,7 +346,7 @@ export class Viewer {
   onKey(e) {
     const page = this.visible - 1;
     const moves = { Home: () => this.goTo(0), End: () => this.toEnd(), g: () => this.goTo(0), G: () => this.toEnd() };
-    if (this.scaled) {
+    if (this.lineMapped) {
       moves.PageDown = () => this.goTo(this.first + page);
       moves.PageUp = () => this.goTo(this.first - page);
       moves.ArrowDown = () => this.goTo(this.first + 1);
@@ -351,10 +368,14 @@ export class Viewer {
 
   paint(force) {
     this.spacer.style.height = this.height + 'px';
-    const first = Math.min(this.first, this.maxFirst);
+    const fromEnd = this.wrap && this.atBottom();
+    const first = fromEnd ? Math.max(0, this.total - this.visible) : Math.min(this.first, this.maxFirst);
     const count = Math.min(this.visible + 1, Math.max(0, this.total - first));
-    const offset = this.scaled ? this.scroller.scrollTop : first * ROW;
+    const offset = this.lineMapped ? this.scroller.scrollTop : first * ROW;
     this.rows.style.transform = `translateY(${offset}px)`;
+    // Wrapped, the rows fill the viewport from the top line down — or, at the end, up from the last.
+    this.rows.style.height = this.wrap ? this.scroller.clientHeight + 'px' : '';
+    this.rows.classList.toggle('from-end', fromEnd);
     if (!force && first === this.paintedFirst && count === this.paintedCount) return;
     this.paintedFirst = first; this.paintedCount = count;
     this.fetchAround(first);
@@ -461,11 +482,11 @@ export class Viewer {
 
   // ---- search ---------------------------------------------------------------------------
 
-  searchKey() { return `${this.regex.getAttribute('aria-pressed')}${this.caseSensitive.getAttribute('aria-pressed')}${this.streamFilter.value}`; }
+  searchKey() { return `${this.regex.getAttribute('aria-pressed')}${this.caseSensitive.getAttribute('aria-pressed')}${this.streamFilter.value}:${this.hostFilter.value}`; }
 
   searchQuery(q, extra) {
     const regex = this.regex.getAttribute('aria-pressed') === 'true', sensitive = this.caseSensitive.getAttribute('aria-pressed') === 'true';
-    const stream = this.streamFilter.value ? `&output_type=${this.streamFilter.value}` : '';
+    const stream = (this.streamFilter.value ? `&output_type=${this.streamFilter.value}` : '') + (this.hostFilter.value ? `&host=${encodeURIComponent(this.hostFilter.value)}` : '');
     return `/api/v1/executions/${this.id}/search?q=${encodeURIComponent(q)}&regex=${regex}&case=${sensitive}${stream}${extra}`;
   }
 
@@ -477,8 +498,8 @@ export class Viewer {
   async runSearch() {
     const q = this.searchBox.value;
     if (this.searchAbort) this.searchAbort.abort();
-    const filtered = !!this.streamFilter.value;
-    // A stream filter shows that stream's lines (matching q, if any) as a list.
+    const filtered = !!(this.streamFilter.value || this.hostFilter.value);
+    // A stream or host filter shows those lines (matching q, if any) as a list.
     if (filtered) this.onlyHits.setAttribute('aria-pressed', 'true');
     if (!q && !filtered) { this.search = null; this.hitInfo.textContent = ''; this.paint(true); this.renderHitList(); return; }
     const abort = new AbortController();

@@ -146,6 +146,28 @@ test('a 10-million-line log: the end shows at once, any line is reachable, searc
   await page.context().close();
 });
 
+test('wrapping: a long line takes several rows, the last line stays in view, and the choice is remembered', async () => {
+  const page = await loggedIn(chrome, squall);
+  const id = await squall.run("printf 'long:%0900d\\n' 0; seq 1 60; echo the-end");
+  await squall.waitDone(id);
+  await page.goto(`${squall.url}/ui/executions/${id}`);
+  await waitForLine(page, 'the-end');
+  await page.click('button[title="Wrap long lines"]');
+  await page.goto(`${squall.url}/ui/executions/${id}#L1`);
+  await waitForLine(page, 'long:' + '0'.repeat(900));
+  const tall = await page.locator('.log .row[data-line="1"]').evaluate((r) => r.getBoundingClientRect().height);
+  assert.ok(tall > 18 * 3, `the wrapped row is ${tall}px high`);
+  await page.locator('.log').focus();
+  await page.keyboard.press('End');
+  await waitForLine(page, 'the-end');
+  const [row, box] = await Promise.all([
+    page.locator('.log .row[data-line="62"]').evaluate((r) => r.getBoundingClientRect().bottom),
+    page.locator('.log').evaluate((l) => l.getBoundingClientRect().bottom),
+  ]);
+  assert.ok(row <= box + 1 && row > box - 40, `last row ends at ${row}, the log at ${box}`);
+  await page.context().close();
+});
+
 test('a user without permission sees "not allowed" and no output; a secret never reaches the page', async () => {
   const secretRun = await squall.api('/api/v1/executions', { method: 'POST', body: JSON.stringify({ action: 'demo.greet', parameters: { name: 'world' } }) });
   await squall.waitDone(secretRun.id);
