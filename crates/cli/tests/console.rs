@@ -1,7 +1,7 @@
 //! The web console's browser tests: `crates/server/ui/tests`, Node's test runner driving a real
 //! headless Chromium (Debian's, through playwright-core) against this build's squall binary,
 //! which the tests start, restart and log in to themselves. Their figures (time to the last
-//! screen of a 10-million-line log, go to line, search, rows, heap) are printed.
+//! screen of a 1 GB log, go to line, search, rows, heap) are printed.
 
 use std::path::Path;
 use std::process::Command;
