@@ -89,12 +89,26 @@ enum Step {
     End(Option<Bytes>),
 }
 
+/// When the caller's credential stops being valid: a token's expiry (`None`: an API key, or
+/// authentication off). A stream ends then, as a new request would be refused.
+fn credential_deadline(caller: &Principal) -> Option<Instant> {
+    match caller.method {
+        crate::auth::Method::Token { expiry } => {
+            let left = (expiry.micros() - squall_core::Timestamp::now().micros()).max(0) as u64;
+            Some(Instant::now() + Duration::from_micros(left))
+        }
+        crate::auth::Method::ApiKey | crate::auth::Method::None => None,
+    }
+}
+
 /// Turns a viewer's items into a response body. With `heartbeat`, a `\n` goes out at once and
 /// whenever nothing was sent for that long. One timer per viewer stays armed and is moved only
-/// when it fires: a frame costs a clock read, not a timer update.
+/// when it fires: a frame costs a clock read, not a timer update. At `ends_at` (the caller's
+/// token expiry) the body ends.
 fn body_of<T: Send + 'static>(
     items: impl Stream<Item = T> + Send + 'static,
     heartbeat: Option<Duration>,
+    ends_at: Option<Instant>,
     mut step: impl FnMut(T) -> Step + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     const KEEPALIVE: Bytes = Bytes::from_static(b"\n");
@@ -102,6 +116,12 @@ fn body_of<T: Send + 'static>(
         let _viewer = crate::metrics::Viewer::enter();
         let mut items = std::pin::pin!(items);
         let mut beat = heartbeat.map(|every| (Box::pin(tokio::time::sleep(every)), every));
+        let mut expired = std::pin::pin!(async move {
+            match ends_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        });
         let mut last_sent = Instant::now();
         if beat.is_some() {
             yield Ok(KEEPALIVE);
@@ -110,6 +130,7 @@ fn body_of<T: Send + 'static>(
             let next = match &mut beat {
                 Some((timer, every)) => tokio::select! {
                     biased;
+                    () = expired.as_mut() => break,
                     item = items.next() => Next::Item(item),
                     () = timer.as_mut() => {
                         let (due, now) = (last_sent + *every, Instant::now());
@@ -117,7 +138,11 @@ fn body_of<T: Send + 'static>(
                         if now >= due { Next::Beat } else { continue }
                     }
                 },
-                None => Next::Item(items.next().await),
+                None => tokio::select! {
+                    biased;
+                    () = expired.as_mut() => break,
+                    item = items.next() => Next::Item(item),
+                },
             };
             let item = match next {
                 Next::Beat => {
@@ -233,7 +258,7 @@ pub async fn output(
     };
     let rx = follow_execution(&state, &id, &caller, cursor).await?;
     let mut last_seq = cursor;
-    let body = body_of(rx, Some(state.settings.heartbeat), move |item| match item {
+    let body = body_of(rx, Some(state.settings.heartbeat), credential_deadline(&caller), move |item| match item {
         Item::Record(r) => {
             last_seq = r.record.seq;
             if filter.matches(&r.record) { Step::Emit(output_frame(&r, encoding)) } else { Step::Skip }
@@ -254,7 +279,7 @@ async fn records(state: Arc<AppState>, id: String, params: Params, headers: Head
     let cursor = resume_point(&state, &id, &caller, &headers, &params).await?;
     let rx = follow_execution(&state, &id, &caller, cursor).await?;
     let mut last_seq = cursor;
-    let body = body_of(rx, Some(state.settings.heartbeat), move |item| match item {
+    let body = body_of(rx, Some(state.settings.heartbeat), credential_deadline(&caller), move |item| match item {
         Item::Record(r) => {
             last_seq = r.record.seq;
             if !filter.matches(&r.record) {
@@ -289,7 +314,7 @@ pub async fn raw(
         }
     }
     let rx = follow_execution(&state, &id, &caller, 0).await?;
-    let body = body_of(rx, None, move |item| match item {
+    let body = body_of(rx, None, credential_deadline(&caller), move |item| match item {
         Item::Record(r) if filter.matches(&r.record) => Step::Emit(r.record.data.clone()),
         Item::Done(_) => Step::End(None),
         _ => Step::Skip,
@@ -398,7 +423,7 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
         && let Ok(rx) = follow_execution(&state, end_id, &caller, 0).await
     {
         let st = Arc::clone(&state);
-        let body = body_of(rx, heartbeat, move |item| match item {
+        let body = body_of(rx, heartbeat, credential_deadline(&caller), move |item| match item {
             Item::Current(c) if c.execution.status == Status::Running => filters.change(&c, &st).map_or(Step::Skip, Step::Emit),
             Item::Current(_) => Step::Skip,
             Item::Record(r) => filters.record(&r, &st).map_or(Step::Skip, Step::Emit),
@@ -414,7 +439,7 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
         None => None,
     };
     let events = global_events(Arc::clone(&state.store), sub, replay);
-    let body = body_of(events, heartbeat, move |live| match live {
+    let body = body_of(events, heartbeat, credential_deadline(&caller), move |live| match live {
         Live::Record(r) => filters.record(&r, &state).map_or(Step::Skip, Step::Emit),
         Live::Execution(c) => {
             let frame = filters.change(&c, &state);
