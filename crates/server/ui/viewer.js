@@ -38,6 +38,12 @@ const settings = {
   set(key, value) { localStorage.setItem('squall.' + key, JSON.stringify(value)); },
 };
 
+/** The request for a log's last screen, which a page may send before the viewer exists. */
+export const lastLinesPath = (id) => `/api/v1/executions/${id}/lines?from=-${PAGE}&count=${PAGE}`;
+
+/** Calls `f` once the frame now being prepared has been painted. */
+const afterPaint = (f) => requestAnimationFrame(() => setTimeout(f, 0));
+
 export class Viewer {
   /**
    * @param {HTMLElement} root where the viewer goes
@@ -57,8 +63,9 @@ export class Viewer {
     this.newLines = 0;
     this.selected = null;    // [from, to] lines highlighted by #L links
     this.search = null;      // {pattern, hits: [n…], count, done, index}
-    // Test and benchmark counters: lines missing or repeated in live answers, and for lines
-    // that arrived while watching, commit → painted in ms.
+    // Test and benchmark counters: lines missing or repeated in live answers; for lines that
+    // arrived while watching, commit → painted in ms; navigation → first screen painted and
+    // "go to line" Enter → that line painted, in ms.
     this.stats = { gaps: 0, dups: 0, refreshes: 0, painted: 0, latency: [] };
     this.liveFrom = Infinity; // lines from here on arrived while the page watched
     this.paintedUpTo = -1;
@@ -127,7 +134,12 @@ export class Viewer {
       if (this.search && this.search.q === this.searchBox.value && this.search.key === this.searchKey()) this.stepHit(e.shiftKey ? -1 : 1);
       else this.runSearch();
     };
-    this.gotoBox.onkeydown = (e) => { if (e.key === 'Enter') { const n = parseInt(this.gotoBox.value, 10); if (n > 0) this.goTo(n - 1, true); } };
+    this.gotoBox.onkeydown = (e) => {
+      const n = parseInt(this.gotoBox.value, 10);
+      if (e.key !== 'Enter' || !(n > 0)) return;
+      this.jump = { n: Math.min(n, this.total) - 1, t0: performance.now() };
+      this.goTo(n - 1, true);
+    };
     this.scroller.addEventListener('scroll', () => this.onScroll());
     this.scroller.addEventListener('wheel', (e) => this.onWheel(e), { passive: false });
     this.scroller.addEventListener('keydown', (e) => this.onKey(e));
@@ -177,15 +189,18 @@ export class Viewer {
 
   // ---- data -----------------------------------------------------------------------------
 
-  /** Loads the first screen: the end of the log (or the line in the address). */
-  async start(live) {
-    const t0 = performance.now();
+  /**
+   * Loads the first screen: the end of the log (or the line in the address). `lastLines` is
+   * the answer to `lastLinesPath(id)` when the page asked for it early.
+   */
+  async start(live, lastLines) {
     const hash = this.parseHash();
-    const page = await this.api(`/api/v1/executions/${this.id}/lines?from=-${PAGE}&count=${PAGE}`);
+    const page = await (lastLines ?? this.api(lastLinesPath(this.id)));
     this.accept(page);
     this.onStatus(page.status);
     if (hash) { this.selected = hash; this.goTo(hash[0], true); } else this.toEnd();
-    this.stats.firstPaint = performance.now() - t0;
+    // Since navigation started, to the frame that shows it.
+    afterPaint(() => { this.stats.firstScreen = performance.now(); });
     if (live && !isDone(page.status)) this.follow(page);
   }
 
@@ -384,6 +399,11 @@ export class Viewer {
     const start = this.line(0) ? Date.parse(this.line(0).timestamp) : null;
     for (let i = 0; i < count; i++) this.paintRow(this.rows.children[i], first + i, start);
     this.stats.painted = performance.now();
+    if (this.jump && this.line(this.jump.n)) {
+      const { t0 } = this.jump;
+      this.jump = null;
+      afterPaint(() => { this.stats.goto = performance.now() - t0; });
+    }
     this.pill.hidden = this.following || this.newLines <= 0;
     this.pill.textContent = `▼ ${this.newLines.toLocaleString()} new line${this.newLines === 1 ? '' : 's'}`;
     this.setStatusText();
@@ -564,7 +584,9 @@ export class Viewer {
     for (const line of this.search.lines) {
       const row = el('div', 'row'); row.dataset.line = String(line.n + 1);
       const gutter = el('span', 'n'); gutter.dataset.n = String(line.n + 1);
-      row.append(gutter, this.renderText(line));
+      row.append(gutter);
+      if (line.host) { const h = el('span', 'host'); h.dataset.host = line.host; row.append(h); }
+      row.append(this.renderText(line));
       row.onclick = () => { this.onlyHits.setAttribute('aria-pressed', 'false'); this.renderHitList(); this.selected = [line.n, line.n]; this.goTo(line.n, true); };
       this.hitList.append(row);
     }
