@@ -52,6 +52,8 @@ pub async fn render(State(state): State<std::sync::Arc<AppState>>) -> ApiResult<
         let (_, total) = state.store.list_executions(&query).await?;
         metrics::gauge!("squall_executions", "status" => status.as_str()).set(total as f64);
     }
+    // Tasks of this node's runtime: a figure that must return to its idle level after load.
+    metrics::gauge!("squall_tasks").set(tokio::runtime::Handle::current().metrics().num_alive_tasks() as f64);
     let body = recorder().render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
