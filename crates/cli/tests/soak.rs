@@ -39,7 +39,11 @@ struct Sample {
 
 fn rss_bytes(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmRSS");
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
     kb * 1024.0
 }
 
@@ -160,7 +164,13 @@ async fn an_idle_sse_viewer_costs_little_memory_and_nothing_once_gone() {
     );
     assert!(per_viewer <= 50.0, "an idle SSE viewer costs {per_viewer:.1} KiB (target ≤ 50)");
     assert!(after.fds <= before.fds + SLACK, "descriptors of closed viewers are released: {} → {} → {}", before.fds, during.fds, after.fds);
-    assert!(after.tasks <= before.tasks + SLACK as f64, "tasks of closed viewers end: {} → {} → {}", before.tasks, during.tasks, after.tasks);
+    assert!(
+        after.tasks <= before.tasks + SLACK as f64,
+        "tasks of closed viewers end: {} → {} → {}",
+        before.tasks,
+        during.tasks,
+        after.tasks
+    );
 }
 
 /// Samples once the server counts `n` live viewers.

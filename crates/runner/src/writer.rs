@@ -208,6 +208,8 @@ pub struct LogWriter {
     limit: Limit,
     /// Stopped when the writer cannot go on, so the process does not run on unrecorded.
     on_failure: Option<Arc<Stopper>>,
+    /// A note for the next batch: output was held back while the disk was full.
+    held_note: Option<Chunk>,
 }
 
 impl LogWriter {
@@ -228,6 +230,7 @@ impl LogWriter {
             maskers: Vec::new(),
             limit: Limit::default(),
             on_failure: None,
+            held_note: None,
         }
     }
 
@@ -394,7 +397,7 @@ impl LogWriter {
     /// them, stores them in one transaction and then publishes them.
     async fn store_records(&mut self, chunks: impl Iterator<Item = Chunk>) -> Result<(), StoreError> {
         let mut merged: Vec<Coalesced> = Vec::new();
-        for chunk in chunks {
+        for chunk in self.held_note.take().into_iter().chain(chunks) {
             if chunk.data.is_empty() {
                 continue;
             }
@@ -439,8 +442,13 @@ impl LogWriter {
         }
         let (id, last) = (&self.execution_id, self.next_seq - 1);
         let started = std::time::Instant::now();
+        let disk_full = std::sync::atomic::AtomicBool::new(false);
         crate::retry::persist("store output", || async {
             match self.store.append_output(&records).await {
+                Err(err) if err.is_disk_full() => {
+                    disk_full.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Err(err)
+                }
                 // The batch may have committed just before the connection dropped.
                 Err(err) if err.is_transient() => match self.store.last_seq(id).await {
                     Ok(stored) if stored >= last => Ok(()),
@@ -451,6 +459,13 @@ impl LogWriter {
         })
         .await?;
         metrics::histogram!("squall_output_commit_seconds").record(started.elapsed().as_secs_f64());
+        if disk_full.into_inner() {
+            let note = format!(
+                "… output held back for {:.1} s: the data directory's disk was full; nothing was lost …\n",
+                started.elapsed().as_secs_f64()
+            );
+            self.held_note = Some(Chunk::local(StreamKind::Output, note));
+        }
         metrics::counter!("squall_output_records_total").increment(records.len() as u64);
         metrics::counter!("squall_output_bytes_total").increment(records.iter().map(|r| r.data.len() as u64).sum());
         if self.publish {

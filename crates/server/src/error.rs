@@ -35,9 +35,21 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         tracing::error!(error = %err, "storage failure");
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            faultstring: "Internal Server Error: storage is unavailable; see the server log".into(),
+        if err.is_disk_full() {
+            ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                faultstring: "Service Unavailable: the server's data disk is full; try again once space is freed".into(),
+            }
+        } else if err.is_transient() {
+            ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                faultstring: "Service Unavailable: storage is unreachable; try again".into(),
+            }
+        } else {
+            ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                faultstring: "Internal Server Error: storage is unavailable; see the server log".into(),
+            }
         }
     }
 }

@@ -53,8 +53,11 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether the failure is the storage being unreachable for now (a restart, a dropped
-    /// connection), so that the same call may succeed later.
+    /// connection) or out of space, so that the same call may succeed later.
     pub fn is_transient(&self) -> bool {
+        if self.is_disk_full() {
+            return true;
+        }
         match self {
             StoreError::Database(e) => match e {
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
@@ -63,6 +66,23 @@ impl StoreError {
                 sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
                 _ => false,
             },
+            _ => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the disk (or the quota) holding the data is full: nothing was stored, and the same
+    /// write succeeds once space is freed. SQLite's SQLITE_FULL, PostgreSQL's `disk_full` (53100),
+    /// or ENOSPC/EDQUOT from a payload file.
+    pub fn is_disk_full(&self) -> bool {
+        let io_full = |e: &std::io::Error| matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded);
+        match self {
+            StoreError::Payload { source, .. } => io_full(source),
+            StoreError::Index(rusqlite::Error::SqliteFailure(e, _)) => e.code == rusqlite::ErrorCode::DiskFull,
+            StoreError::Database(sqlx::Error::Io(e)) => io_full(e),
+            // SQLITE_FULL is 13 (sqlx reports SQLite's code as a number), PostgreSQL's 53100.
+            StoreError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|c| c == "13" || c == "53100"),
             _ => false,
         }
     }

@@ -56,7 +56,12 @@ impl Payloads {
         for (path, data) in batches {
             let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(|e| io_error(&path, e))?;
             let mut pos = file.metadata().map_err(|e| io_error(&path, e))?.len();
-            write_all_vectored(&mut file, &data).map_err(|e| io_error(&path, e))?;
+            if let Err(e) = write_all_vectored(&mut file, &data) {
+                // What a failed write (a full disk) left is cut off again: its space comes
+                // back, and the retry's bytes follow the last indexed record directly.
+                let _ = file.set_len(pos);
+                return Err(io_error(&path, e));
+            }
             for d in &data {
                 spans.push(Span { pos, len: d.len() as u64 });
                 pos += d.len() as u64;

@@ -38,6 +38,9 @@ pub struct SqliteStore {
     epoch: std::time::Instant,
 }
 
+/// Connections of the pool, all open for the store's life.
+const CONNECTIONS: u32 = 8;
+
 /// How often writes start a background WAL checkpoint. SQLite's own automatic checkpoint is
 /// off: it would run, with its fsyncs, inside whichever commit crossed the threshold, and a
 /// live viewer would wait for it.
@@ -215,7 +218,15 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0")
             // Lets retention hand freed pages back to the file system (effective on new files).
             .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        // The connections are opened once and kept: a new one runs its pragmas as a write, which
+        // fails while the disk is full, and reads must go on then.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(CONNECTIONS)
+            .min_connections(CONNECTIONS)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let payloads = Payloads::open(data_dir.join("output"))?;
         let appender = Appender::open(&path, payloads)?;

@@ -27,7 +27,11 @@ impl Server {
     /// Starts a server with extra environment variables (config overrides such as
     /// `SQUALL_ACTIONRUNNER__KILL_GRACE_PERIOD`).
     pub fn start_with(env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Server::start_in(tempfile::tempdir().expect("temp dir"), env)
+    }
+
+    /// Starts a server whose data directory is `dir/data` (which may be a mount of the test's).
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let mut server = Server {
             dir,
             base: String::new(),
