@@ -95,12 +95,11 @@ impl Content {
 
     fn load_pack(&mut self, dir: &Path) {
         let meta_path = dir.join("pack.yaml");
-        let meta: PackMetadata = match read_yaml(&meta_path) {
-            Ok(m) => m,
+        let fallback = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let pack = match read_text(&meta_path).and_then(|text| pack_name(&text, &fallback)) {
+            Ok(pack) => pack,
             Err(reason) => return self.problem(&meta_path, format!("{reason}; the pack is skipped"), None),
         };
-        let fallback = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let pack = meta.ref_.or(meta.name).unwrap_or(fallback);
         if let Some(first) = self.pack_dirs.get(&pack) {
             let reason = format!("pack \"{pack}\" is already loaded from {}; this copy is skipped", first.display());
             return self.problem(&meta_path, reason, None);
@@ -119,15 +118,11 @@ impl Content {
     }
 
     fn load_action(&mut self, pack: &str, dir: &Path, file: &Path) {
-        let meta: ActionMetadata = match read_yaml(file) {
-            Ok(m) => m,
+        let relative = format!("actions/{}", file.file_name().unwrap_or_default().to_string_lossy());
+        let mut action = match read_text(file).and_then(|text| parse_action(pack, &text, &relative)) {
+            Ok(action) => action,
             Err(reason) => return self.problem(file, format!("{reason}; the action is skipped"), None),
         };
-        let relative = format!("actions/{}", file.file_name().unwrap_or_default().to_string_lossy());
-        let mut action = Action::from_metadata(pack, meta, &relative);
-        if let Some(reason) = squall_core::action::parameter_schema_problem(&action.parameters) {
-            action.mark_unavailable(format!("invalid parameter schema: {reason}"));
-        }
         if RUNNERS_WITH_ENTRY_POINTS.contains(&action.runner_type.as_str()) {
             if action.entry_point.is_empty() {
                 action.mark_unavailable(format!("runner type \"{}\" needs an entry_point, and none is given", action.runner_type));
@@ -161,10 +156,32 @@ fn pack_dirs_under(base: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// Reads a YAML file; the error says what is wrong, for a problem line that names the file.
-fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
-    yaml_serde::from_str(&text).map_err(|e| format!("not valid metadata: {e}"))
+/// Reads a pack file; the error says what is wrong, for a problem line that names the file.
+fn read_text(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))
+}
+
+/// The pack's name from its `pack.yaml` text: `ref`, else `name`, else `fallback` (the
+/// directory's name). Public, as [`parse_action`], so pack files can be checked without a disk.
+pub fn pack_name(text: &str, fallback: &str) -> Result<String, String> {
+    let meta: PackMetadata = parse_yaml(text)?;
+    Ok(meta.ref_.or(meta.name).unwrap_or_else(|| fallback.to_string()))
+}
+
+/// The action an action metadata file (`actions/<name>.yaml`, at `relative` in `pack`) defines.
+/// An invalid parameter schema marks it unavailable; what needs the pack's other files (its
+/// entry point) is checked by the loader.
+pub fn parse_action(pack: &str, text: &str, relative: &str) -> Result<Action, String> {
+    let meta: ActionMetadata = parse_yaml(text)?;
+    let mut action = Action::from_metadata(pack, meta, relative);
+    if let Some(reason) = squall_core::action::parameter_schema_problem(&action.parameters) {
+        action.mark_unavailable(format!("invalid parameter schema: {reason}"));
+    }
+    Ok(action)
+}
+
+fn parse_yaml<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
+    yaml_serde::from_str(text).map_err(|e| format!("not valid metadata: {e}"))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, Uri};
 use squall_core::Timestamp;
 
 use crate::error::ApiError;
@@ -17,13 +18,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-            .map(|q| Params(q.0))
-            .map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))
+        Params::from_uri(&parts.uri)
     }
 }
 
 impl Params {
+    /// The query parameters of `uri`; a query string that does not decode is a 400.
+    pub fn from_uri(uri: &Uri) -> Result<Params, ApiError> {
+        Query::<HashMap<String, String>>::try_from_uri(uri)
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
@@ -124,5 +130,63 @@ pub fn offset(params: &Params) -> Result<u64, ApiError> {
         None => Ok(0),
         Some(n) if n < 0 => Err(ApiError::bad_request(format!("Offset, \"{n}\" specified, must be a positive number."))),
         Some(n) => Ok(n as u64),
+    }
+}
+
+/// Where a follower of an execution's output starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// After this `seq` (0: from the start).
+    After(u64),
+    /// After the last record stored now: only what comes next.
+    Latest,
+}
+
+/// The resume point of the output streams: `?after=latest`, else the `Last-Event-ID` header (the
+/// `seq` of the last event received), else `?after=<seq>`, else the start. Anything else is a 400.
+pub fn resume(last_event_id: Option<&HeaderValue>, params: &Params) -> Result<Resume, ApiError> {
+    if params.get("after") == Some("latest") {
+        return Ok(Resume::Latest);
+    }
+    if let Some(v) = last_event_id {
+        return v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Resume::After)
+            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be the seq of a received event (a non-negative integer)"));
+    }
+    match params.int("after")? {
+        None => Ok(Resume::After(0)),
+        Some(n) if n < 0 => Err(ApiError::bad_request("Parameter \"after\" must be a non-negative integer")),
+        Some(n) => Ok(Resume::After(n as u64)),
+    }
+}
+
+/// `fnmatch`-style matching with `*` and `?`, as StackStorm matches the `events` of `/stream`.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs() {
+        assert!(glob("st2.announcement__*", "st2.announcement__chatops"));
+        assert!(glob("st2.execution__update", "st2.execution__update"));
+        assert!(!glob("st2.execution__update", "st2.execution__create"));
+        assert!(glob("st2.execution*", "st2.execution.output__create"));
+        assert!(glob("st2.?xecution__create", "st2.execution__create"));
     }
 }

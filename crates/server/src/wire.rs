@@ -1,6 +1,8 @@
 //! StackStorm's JSON shapes. The core model knows nothing of these quirks (falsy fields
-//! dropped, liveaction mirror, masked secrets, ObjectId-like ids); they all live here.
+//! dropped, liveaction mirror, masked secrets, ObjectId-like ids); they all live here, with the
+//! frames that carry them (SSE) and squall's record stream (written and read here).
 
+use bytes::{Buf, Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 use squall_core::id::stable_id;
 use squall_core::{Action, Execution, OutputRecord, RunnerType, params};
@@ -149,6 +151,31 @@ pub fn write_output_json(record: &OutputRecord, action_ref: &str, runner_ref: &s
     out.push(b'}');
 }
 
+/// An output record's SSE frame on the per-execution output stream and `/stream`: `id:` its
+/// `seq`, then its JSON on one `data:` line (JSON escapes every `\r` and `\n`, so a record's
+/// bytes can never end the line or the event early).
+pub fn output_sse_frame(record: &OutputRecord, action_ref: &str, runner_ref: &str, encoding: DataEncoding) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(record.data.len() * 4 / 3 + 512);
+    frame.extend_from_slice(format!("id: {}\nevent: {OUTPUT_EVENT}\ndata: ", record.seq).as_bytes());
+    write_output_json(record, action_ref, runner_ref, encoding, &mut frame);
+    frame.extend_from_slice(b"\n\n");
+    frame
+}
+
+/// The event name of an output record on StackStorm's streams.
+pub const OUTPUT_EVENT: &str = "st2.execution.output__create";
+
+/// The last frame of the per-execution output stream: the execution ended after record `seq`.
+pub fn eof_sse_frame(seq: u64) -> Vec<u8> {
+    format!("id: {seq}\nevent: EOF\ndata: ''\n\n").into_bytes()
+}
+
+/// An SSE frame without an id: `event`, then `json` on one `data:` line (serialised JSON holds
+/// no line break).
+pub fn json_sse_frame(event: &str, json: &Value) -> Vec<u8> {
+    format!("event: {event}\ndata: {json}\n\n").into_bytes()
+}
+
 /// The media type of squall's byte-exact record stream (`Accept:` on `/executions/{id}/output`).
 pub const RECORDS_TYPE: &str = "application/vnd.squall.records";
 
@@ -166,6 +193,66 @@ pub fn record_stream_end(seq: u64, status: &str) -> Vec<u8> {
     let mut out = serde_json::to_vec(&json!({"end": true, "seq": seq, "status": status})).expect("an end serialises");
     out.push(b'\n');
     out
+}
+
+/// One frame of a record stream, as [`RecordReader`] reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecordFrame {
+    /// A record: its head line (JSON, without the newline) and its bytes.
+    Record { head: Bytes, data: Bytes },
+    /// The execution ended with this status; everything was sent.
+    End { status: String },
+}
+
+/// The fields of a record-stream head line the framing needs.
+#[derive(serde::Deserialize)]
+struct FrameHead {
+    length: Option<usize>,
+    #[serde(default)]
+    end: bool,
+    status: Option<String>,
+}
+
+/// Reads a record stream (what [`record_frame_head`] and [`record_stream_end`] write) from the
+/// pieces a response body arrives in. It lives beside the writer so the format has one home;
+/// `squall execution tail` reads with it. A record's bytes are sliced out, never copied twice.
+#[derive(Debug, Default)]
+pub struct RecordReader {
+    pending: BytesMut,
+}
+
+impl RecordReader {
+    /// Adds the next piece of the body.
+    pub fn push(&mut self, piece: &[u8]) {
+        self.pending.extend_from_slice(piece);
+    }
+
+    /// The next whole frame in what was pushed, if it holds one (heartbeat lines are skipped).
+    /// The error says how the body is not a record stream.
+    pub fn next_frame(&mut self) -> Result<Option<RecordFrame>, String> {
+        loop {
+            let Some(eol) = memchr::memchr(b'\n', &self.pending) else { return Ok(None) };
+            if eol == 0 {
+                self.pending.advance(1);
+                continue;
+            }
+            let head: FrameHead = serde_json::from_slice(&self.pending[..eol])
+                .map_err(|e| format!("a record head is not JSON ({e}): {}", String::from_utf8_lossy(&self.pending[..eol.min(200)])))?;
+            if head.end {
+                self.pending.advance(eol + 1);
+                return Ok(Some(RecordFrame::End { status: head.status.unwrap_or_default() }));
+            }
+            let length = head.length.ok_or("a record head has no length")?;
+            if self.pending.len() < eol + 1 + length {
+                self.pending.reserve(eol + 1 + length - self.pending.len());
+                return Ok(None);
+            }
+            let head = self.pending.split_to(eol).freeze();
+            self.pending.advance(1);
+            let data = self.pending.split_to(length).freeze();
+            return Ok(Some(RecordFrame::Record { head, data }));
+        }
+    }
 }
 
 /// Appends a record's JSON fields other than its bytes, leaving the object open.

@@ -4,18 +4,10 @@
 //! encoding, parsing and decoding a 100 MB log's 130 MB of base64 made it wait on itself, not on
 //! the server. Here a record's bytes are sliced out of the body, never copied or decoded.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
-
-/// One frame of the stream.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Frame {
-    /// A record: its head line (JSON, without the newline) and its bytes.
-    Record { head: Bytes, data: Bytes },
-    /// The execution ended with this status; everything was sent.
-    End { status: String },
-}
+pub use squall_server::wire::RecordFrame as Frame;
+use squall_server::wire::RecordReader;
 
 /// Why reading the stream stopped early.
 #[derive(Debug)]
@@ -26,28 +18,20 @@ pub enum FrameError<E> {
     Malformed(String),
 }
 
-/// The fields of a head line the framing needs.
-#[derive(Deserialize)]
-struct Head {
-    length: Option<usize>,
-    #[serde(default)]
-    end: bool,
-    status: Option<String>,
-}
-
-/// The frames of a record-stream response body; the stream ends where the body ends (after
-/// `End`, or early when the connection drops).
+/// The frames of a record-stream response body (read by the server's own
+/// [`RecordReader`]); the stream ends where the body ends (after `End`, or early when the
+/// connection drops).
 pub fn frames<S, E>(body: S) -> impl Stream<Item = Result<Frame, FrameError<E>>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    let state = Reader { body, pending: BytesMut::new(), failed: false };
+    let state = Reader { body, frames: RecordReader::default(), failed: false };
     futures::stream::unfold(state, |mut r| async move {
         loop {
             if r.failed {
                 return None;
             }
-            match r.next_frame() {
+            match r.frames.next_frame() {
                 Ok(Some(frame)) => return Some((Ok(frame), r)),
                 Ok(None) => {}
                 Err(message) => {
@@ -56,7 +40,7 @@ where
                 }
             }
             match r.body.next().await {
-                Some(Ok(piece)) => r.pending.extend_from_slice(&piece),
+                Some(Ok(piece)) => r.frames.push(&piece),
                 Some(Err(e)) => {
                     r.failed = true;
                     return Some((Err(FrameError::Transport(e)), r));
@@ -67,39 +51,11 @@ where
     })
 }
 
-/// The body and the bytes received but not yet framed.
+/// The body and the frame reader holding what was received but not yet framed.
 struct Reader<S> {
     body: S,
-    pending: BytesMut,
+    frames: RecordReader,
     failed: bool,
-}
-
-impl<S> Reader<S> {
-    /// The next whole frame in `pending`, if it holds one (heartbeat lines are skipped).
-    fn next_frame(&mut self) -> Result<Option<Frame>, String> {
-        loop {
-            let Some(eol) = memchr::memchr(b'\n', &self.pending) else { return Ok(None) };
-            if eol == 0 {
-                self.pending.advance(1);
-                continue;
-            }
-            let head: Head = serde_json::from_slice(&self.pending[..eol])
-                .map_err(|e| format!("a record head is not JSON ({e}): {}", String::from_utf8_lossy(&self.pending[..eol.min(200)])))?;
-            if head.end {
-                self.pending.advance(eol + 1);
-                return Ok(Some(Frame::End { status: head.status.unwrap_or_default() }));
-            }
-            let length = head.length.ok_or("a record head has no length")?;
-            if self.pending.len() < eol + 1 + length {
-                self.pending.reserve(eol + 1 + length - self.pending.len());
-                return Ok(None);
-            }
-            let head = self.pending.split_to(eol).freeze();
-            self.pending.advance(1);
-            let data = self.pending.split_to(length).freeze();
-            return Ok(Some(Frame::Record { head, data }));
-        }
-    }
 }
 
 #[cfg(test)]

@@ -21,11 +21,10 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::follow::{self, Item};
 use crate::paths::ViaStream;
-use crate::query::Params;
-use crate::wire::DataEncoding;
+use crate::query::{self, Params, Resume, glob};
+use crate::wire::{DataEncoding, OUTPUT_EVENT};
 use crate::{AppState, wire};
 
-const OUTPUT_EVENT: &str = "st2.execution.output__create";
 const UPDATE_EVENT: &str = "st2.execution__update";
 /// StackStorm's event list when a client names none (it has no output events).
 const DEFAULT_EVENTS: &[&str] = &[
@@ -42,13 +41,7 @@ const DEFAULT_EVENTS: &[&str] = &[
 /// viewer.
 fn output_frame(r: &LiveRecord, encoding: DataEncoding) -> Bytes {
     r.encoded[encoding as usize]
-        .get_or_init(|| {
-            let mut frame = Vec::with_capacity(r.record.data.len() * 4 / 3 + 512);
-            frame.extend_from_slice(format!("id: {}\nevent: {OUTPUT_EVENT}\ndata: ", r.record.seq).as_bytes());
-            wire::write_output_json(&r.record, &r.source.action_ref, &r.source.runner_ref, encoding, &mut frame);
-            frame.extend_from_slice(b"\n\n");
-            Bytes::from(frame)
-        })
+        .get_or_init(|| Bytes::from(wire::output_sse_frame(&r.record, &r.source.action_ref, &r.source.runner_ref, encoding)))
         .clone()
 }
 
@@ -74,7 +67,7 @@ fn execution_frame(c: &ExecutionChange, state: &AppState) -> Bytes {
     c.encoded
         .get_or_init(|| {
             let json = wire::execution_json(&c.execution, None, &state.settings.wire);
-            Bytes::from(format!("event: {}\ndata: {json}\n\n", event_name(c)))
+            Bytes::from(wire::json_sse_frame(event_name(c), &json))
         })
         .clone()
 }
@@ -211,24 +204,14 @@ async fn follow_execution(
     Ok(follow::start(state.store.clone(), subscription, execution, cursor))
 }
 
-/// The resume point: `Last-Event-ID` header, else `?after=` (a `seq`, or `latest` for only what
-/// comes next), else the start.
+/// The resume point ([`query::resume`]); `latest` is looked up in the store.
 async fn resume_point(state: &AppState, id: &str, caller: &Principal, headers: &HeaderMap, params: &Params) -> ApiResult<u64> {
-    if params.get("after") == Some("latest") {
-        let id = find_for(state, id, caller, "execution_view").await?.id;
-        return Ok(state.store.last_seq(&id).await?);
-    }
-    if let Some(v) = headers.get("last-event-id") {
-        return v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be the seq of a received event (a non-negative integer)"));
-    }
-    match params.int("after")? {
-        None => Ok(0),
-        Some(n) if n < 0 => Err(ApiError::bad_request("Parameter \"after\" must be a non-negative integer")),
-        Some(n) => Ok(n as u64),
+    match query::resume(headers.get("last-event-id"), params)? {
+        Resume::After(seq) => Ok(seq),
+        Resume::Latest => {
+            let id = find_for(state, id, caller, "execution_view").await?.id;
+            Ok(state.store.last_seq(&id).await?)
+        }
     }
 }
 
@@ -263,7 +246,7 @@ pub async fn output(
             last_seq = r.record.seq;
             if filter.matches(&r.record) { Step::Emit(output_frame(&r, encoding)) } else { Step::Skip }
         }
-        Item::Done(_) => Step::End(Some(Bytes::from(format!("id: {last_seq}\nevent: EOF\ndata: ''\n\n")))),
+        Item::Done(_) => Step::End(Some(Bytes::from(wire::eof_sse_frame(last_seq)))),
         Item::Current(_) | Item::Update(_) => Step::Skip,
     });
     Ok(streaming_response(SSE, body))
@@ -385,20 +368,6 @@ impl Filters {
         (self.passes(event_name(c), &e.action.ref_, &e.id) && self.caller.can_view(state, &e.action.pack, &e.action.name, e.user()))
             .then(|| execution_frame(c, state))
     }
-}
-
-/// `fnmatch`-style matching with `*` and `?`, as StackStorm matches event names.
-fn glob(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
 }
 
 /// `GET /stream`: StackStorm's event stream. A request that names an `end_execution_id` with
@@ -527,19 +496,5 @@ fn global_events(
                 Received::Closed => return,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn globs() {
-        assert!(glob("st2.announcement__*", "st2.announcement__chatops"));
-        assert!(glob("st2.execution__update", "st2.execution__update"));
-        assert!(!glob("st2.execution__update", "st2.execution__create"));
-        assert!(glob("st2.execution*", "st2.execution.output__create"));
-        assert!(glob("st2.?xecution__create", "st2.execution__create"));
     }
 }
