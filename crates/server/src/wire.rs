@@ -243,8 +243,9 @@ impl RecordReader {
                 return Ok(Some(RecordFrame::End { status: head.status.unwrap_or_default() }));
             }
             let length = head.length.ok_or("a record head has no length")?;
-            if self.pending.len() < eol + 1 + length {
-                self.pending.reserve(eol + 1 + length - self.pending.len());
+            // `length` is the sender's word: nothing is reserved for it and no sum can overflow
+            // (reserving it let one head line abort the reader with a multi-terabyte allocation).
+            if self.pending.len() - (eol + 1) < length {
                 return Ok(None);
             }
             let head = self.pending.split_to(eol).freeze();
