@@ -219,6 +219,11 @@ fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
 
+/// The most instructions one parameter's template may run: far more than any real template
+/// needs, and about a millisecond. A user's value is a template too, and without a bound
+/// `{% for i in range(100000) %}{% for j in range(100000) %}…` held an API worker for hours.
+const TEMPLATE_FUEL: u64 = 1_000_000;
+
 /// Renders every string value holding a Jinja expression, with the parameters as context,
 /// then casts the result to the parameter's declared type.
 fn render_templates(
@@ -228,6 +233,7 @@ fn render_templates(
 ) -> Result<Map<String, Value>, ParamError> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     let mut out = Map::new();
     for (name, value) in values {
         let value = match value {
