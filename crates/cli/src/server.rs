@@ -199,8 +199,7 @@ fn log_content(content: &Content, base_paths: &str) {
 }
 
 async fn run(args: ServerArgs, config: Config) -> anyhow::Result<()> {
-    // Before anything records a figure.
-    squall_server::metrics::recorder();
+    squall_server::metrics::install();
     let _lock = lock_data_dir(&args.data_dir)?;
     let Backends { store, bus, queue, distributed } = Backends::open(&args, &config).await?;
     let sealing = sealing_key(&args, &config, distributed)?;

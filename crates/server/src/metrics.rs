@@ -35,6 +35,23 @@ pub fn recorder() -> &'static PrometheusHandle {
     })
 }
 
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Installs the recorder (before anything records a figure) and folds its histogram samples into
+/// buckets every few seconds: the recorder keeps each sample until then, so a node nobody scrapes
+/// would otherwise grow by every request and every commit it timed. Needs a Tokio runtime.
+pub fn install() {
+    let handle = recorder();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_EVERY);
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
 /// Counts each request by route template and status, and times it.
 pub async fn track(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |p| p.as_str().to_string());
