@@ -45,7 +45,7 @@ use serde_json::{Value, json};
 /// * 401: the caller's own StackStorm text ([`unauthorized_text`]); `L` the console's
 ///   "log in", `C` "Invalid or missing credentials".
 /// * 403: `p` a missing permission, `i` permission isolation, `u` acting for another user,
-///   `c` the console's CSRF rule.
+///   `c` the console's CSRF rule, `l` `limit=-1` from a non-admin (StackStorm's text).
 /// * 2xx: `m` secrets masked (`********` present, no canary), `s` the secret shown, `o` the
 ///   result belongs to the caller, `b` to bob, `n` nothing of the resource (its id and output)
 ///   in the body.
@@ -84,16 +84,20 @@ DELETE /v1/apikeys/{}                                           h          a!  |
 DELETE /v1/apikeys/{}                                           h          M   | 401   401   401   401   401  | 404            404            404            404            404      404
 # --- actions and runners
 GET    /v1/actions                                              h          -   | 401   401   401   401   401  | 200            200            200            200            200      200
+GET    /v1/actions?limit=-1                                     h          -   | 401   401   401   401   401  | 403l           403l           403l           403l           200      200
 GET    /v1/actions/{}                                           h          P   | 401   401   401   401   401  | 200            200            200            200            200      200
 GET    /v1/actions/{}                                           h          O   | 401   401   401   401   401  | 200            403p           403p           403p           200      200
 GET    /v1/actions/{}                                           h          M   | 401   401   401   401   401  | 404            404            404            404            404      404
 GET    /v1/runnertypes                                          h          -   | 401   401   401   401   401  | 200            200            200            200            200      200
+GET    /v1/runnertypes?limit=-1                                 h          -   | 401   401   401   401   401  | 403l           403l           403l           403l           200      200
 GET    /v1/runnertypes/{}                                       h          r   | 401   401   401   401   401  | 200            200            200            200            200      200
 GET    /v1/runnertypes/{}                                       h          M   | 401   401   401   401   401  | 404            404            404            404            404      404
 # --- execution lists (before anything below adds executions)
 GET    /v1/executions                                           h          -   | 401   401   401   401   401  | 200:ABX/200:   200:ABX/200:AX 200:ABX/200:AX 200:ABX/200:B  200:ABX  200:ABX
 GET    /v1/executions?user=bob                                  h          -   | 401   401   401   401   401  | 200:B/200:     200:B/200:AX   200:B/200:AX   200:B          200:B    200:B
 GET    /v1/actionexecutions                                     h          -   | 401   401   401   401   401  | 200:ABX/200:   200:ABX/200:AX 200:ABX/200:AX 200:ABX/200:B  200:ABX  200:ABX
+GET    /v1/executions?limit=-1                                  h          -   | 401   401   401   401   401  | 403l           403l           403l           403l           200:ABX  200:ABX
+GET    /v1/actionexecutions?limit=-1                            h          -   | 401   401   401   401   401  | 403l           403l           403l           403l           200:ABX  200:ABX
 # --- the global stream, and `st2 execution tail`'s form of it
 GET    /v1/stream?events=st2.execution__update                  q          -   | 401   401   401   401   401  | 200            200            200            200            200      200
 GET    /stream/v1/stream?{tail}                                 q          A   | 401   401   401   401   401  | 200m/200n      200m           200m           200m/200n      200m     200m
@@ -194,6 +198,8 @@ const PASSWORD: &str = "password-of-someone";
 const GARBAGE_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const MISSING_ID: &str = "5e1f000000000000000000ff";
 const MASK: &str = "********";
+/// StackStorm's answer to `limit=-1` from a non-admin (`validate_limit_query_param`).
+const UNLIMITED_REFUSED: &str = "Administrator access required to be able to specify limit=-1 and retrieve all the records";
 const STREAM_EVENTS: &str = "st2.execution__create,st2.execution__update,st2.execution.output__create";
 
 // ---------------------------------------------------------------------------------------------
@@ -809,6 +815,7 @@ fn judge(world: &World, row: &Row, caller: &str, expected: &Outcome, got: &Got) 
             "an impersonation refusal",
         ),
         403 if expected.has('c') => want_fault(&mut wrong, fault.contains("x-squall-console"), "the CSRF rule"),
+        403 if expected.has('l') => want_fault(&mut wrong, fault == UNLIMITED_REFUSED, "the refusal of limit=-1"),
         404 => want_fault(&mut wrong, !fault.is_empty(), "present"),
         _ => {}
     }

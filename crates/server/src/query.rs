@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Uri};
 use squall_core::Timestamp;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use squall_core::output::{RecordFilter, StreamFilter};
 
@@ -115,10 +116,15 @@ impl Attributes {
     }
 }
 
-/// StackStorm's limit rules: default `default`, `-1` for all, `0` and other negatives are 400.
-pub fn limit(params: &Params, default: u64) -> Result<Option<u64>, ApiError> {
+/// StackStorm's refusal of `limit=-1` to a non-admin (its `validate_limit_query_param`).
+pub const UNLIMITED_REFUSED: &str = "Administrator access required to be able to specify limit=-1 and retrieve all the records";
+
+/// StackStorm's limit rules: default `default`, `-1` for all (admins only: 403 for anyone
+/// else), `0` and other negatives are 400.
+pub fn limit(params: &Params, default: u64, caller: &Principal) -> Result<Option<u64>, ApiError> {
     match params.int("limit")? {
         None => Ok(Some(default)),
+        Some(-1) if !caller.is_admin => Err(ApiError::forbidden(UNLIMITED_REFUSED)),
         Some(-1) => Ok(None),
         Some(n) if n <= 0 => Err(ApiError::bad_request(format!("Limit, \"{n}\" specified, must be a positive number."))),
         Some(n) => Ok(Some(n as u64)),

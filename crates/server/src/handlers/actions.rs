@@ -36,7 +36,7 @@ const ACTION_FIELDS: &[&str] = &[
 pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
     caller.require(&state, "action_list", Resource::Global)?;
     let attributes = params.attributes(ACTION_FIELDS, &["parameters", "notify"])?;
-    let (limit, offset) = (limit(&params, u64::MAX)?, offset(&params)?);
+    let (limit, offset) = (limit(&params, u64::MAX, &caller)?, offset(&params)?);
     let packs = params.list("pack");
     let names = params.list("name");
     let ids = params.list("id");
@@ -72,9 +72,9 @@ pub async fn get_action(State(state): State<Arc<AppState>>, Path(ref_or_id): Pat
 const RUNNER_FIELDS: &[&str] =
     &["id", "uid", "name", "description", "enabled", "runner_package", "runner_module", "runner_parameters", "output_key", "output_schema"];
 
-pub async fn list_runners(State(state): State<Arc<AppState>>, params: Params) -> ApiResult<impl IntoResponse> {
+pub async fn list_runners(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
     let attributes = params.attributes(RUNNER_FIELDS, RUNNER_FIELDS)?;
-    let (limit, offset) = (limit(&params, 100)?, offset(&params)?);
+    let (limit, offset) = (limit(&params, 100, &caller)?, offset(&params)?);
     let names = params.list("name");
     let ids = params.list("id");
     let matching: Vec<_> = state

@@ -108,7 +108,7 @@ pub async fn list(State(state): State<Arc<AppState>>, params: Params, caller: Pr
         start_after,
         start_before,
         order,
-        limit: limit(&params, 100)?,
+        limit: limit(&params, 100, &caller)?,
         offset: offset(&params)?,
     };
     let (executions, total) = state.store.list_executions(&query).await?;
