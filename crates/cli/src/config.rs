@@ -325,11 +325,14 @@ impl Default for ActionRunner {
 pub struct Stream {
     /// Seconds of silence after which a stream sends a keep-alive `\n`.
     pub heartbeat: u64,
+    /// Seconds between an open stream's checks that its token or API key is still valid (not
+    /// revoked, disabled or deleted): the longest such a stream outlives its credential.
+    pub credential_check: u64,
 }
 
 impl Default for Stream {
     fn default() -> Self {
-        Stream { heartbeat: 25 }
+        Stream { heartbeat: 25, credential_check: 5 }
     }
 }
 
@@ -420,6 +423,9 @@ impl Config {
         if self.stream.heartbeat == 0 {
             return Err("[stream] heartbeat must be at least 1 second".into());
         }
+        if self.stream.credential_check == 0 {
+            return Err("[stream] credential_check must be at least 1 second".into());
+        }
         if self.auth.token_ttl == 0 || self.auth.service_token_ttl == 0 {
             return Err("[auth] token_ttl and service_token_ttl must be at least 1 second".into());
         }
@@ -467,7 +473,8 @@ mod tests {
     fn reads_stackstorm_names() {
         let c = load_text("[actionrunner]\nstream_output = false\n[stream]\nheartbeat = 5\n").unwrap();
         assert!(!c.actionrunner.stream_output);
-        assert_eq!(c.stream.heartbeat, 5);
+        assert_eq!((c.stream.heartbeat, c.stream.credential_check), (5, 5));
+        assert!(load_text("[stream]\ncredential_check = 0\n").unwrap_err().contains("credential_check"));
     }
 
     #[test]

@@ -254,6 +254,7 @@ async fn run(args: ServerArgs, config: Config) -> anyhow::Result<()> {
             settings: ServerSettings {
                 wire: WireSettings { webui_base_url: config.webui.webui_base_url.clone() },
                 heartbeat: Duration::from_secs(config.stream.heartbeat),
+                credential_check: Duration::from_secs(config.stream.credential_check),
                 public_api_url: public_url.clone(),
                 node: NodeIdentity {
                     id: membership.as_ref().map(|m| m.node_id()),

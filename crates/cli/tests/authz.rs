@@ -12,7 +12,8 @@
 //!   to exactly the user the table expected, and no refused request left one behind.
 //! * `show_secrets=true` from a non-admin is still masked.
 //! * The global `/stream` never carries an event of an execution its viewer may not read.
-//! * A token that expires while a stream is open ends that stream.
+//! * A token that expires, is revoked (logged out), or an API key disabled or deleted while a
+//!   stream is open ends that stream.
 //! * Canaries (a secret parameter, a secret env value, a password, every token and API key)
 //!   appear in no log line, no byte of the data directory and no response, except where their
 //!   owner was meant to receive them.
@@ -1129,79 +1130,172 @@ async fn authorisation_matrix() {
     assert_eq!(mismatches, 0, "{mismatches} mismatches (listed above)");
 }
 
-/// A token that expires while a stream is open ends the stream: the per-execution SSE and
-/// record streams, raw `/stdout`, the global `/stream` and its `tail` form.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_token_that_expires_mid_stream_ends_the_stream() {
-    let server = Server::start_with(&[("SQUALL_AUTH__ENABLE", "true"), ("SQUALL_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
-    let http = reqwest::Client::new();
-    let token = |ttl: u64| {
-        let req =
-            http.post(server.url("/auth/v1/tokens")).header("authorization", basic("st2admin", ADMIN_PASSWORD)).json(&json!({"ttl": ttl}));
-        async move { req.send().await.unwrap().json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string() }
-    };
-    let admin = token(3600).await;
+// ---------------------------------------------------------------------------------------------
+// Mid-stream: a credential that stops being valid ends the streams opened with it
+
+/// An admin token and a `core.local` that prints a line every 0.2 s for 12 s, once running.
+async fn ticking_execution(server: &Server, http: &reqwest::Client) -> (String, String) {
+    let r = http.post(server.url("/auth/v1/tokens")).header("authorization", basic("st2admin", ADMIN_PASSWORD)).json(&json!({}));
+    let admin = r.send().await.unwrap().json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
     let cmd = "i=0; while [ $i -lt 60 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done";
     let r = http
         .post(server.url("/v1/executions"))
         .header("x-auth-token", &admin)
         .json(&json!({"action": "core.local", "parameters": {"cmd": cmd}}));
     let id = r.send().await.unwrap().json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let status = |id: String| {
-        let req = http.get(server.url(&format!("/v1/executions/{id}"))).header("x-auth-token", &admin);
-        async move { req.send().await.unwrap().json::<Value>().await.unwrap()["status"].as_str().unwrap_or("").to_string() }
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while status(id.clone()).await != "running" {
+    while execution_status(server, http, &admin, &id).await != "running" {
         assert!(Instant::now() < deadline, "the execution did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (admin, id)
+}
 
-    const TTL: u64 = 3;
-    let short = token(TTL).await;
-    let expiry = Instant::now() + Duration::from_secs(TTL);
+async fn execution_status(server: &Server, http: &reqwest::Client, admin: &str, id: &str) -> String {
+    let req = http.get(server.url(&format!("/v1/executions/{id}"))).header("x-auth-token", admin);
+    req.send().await.unwrap().json::<Value>().await.unwrap()["status"].as_str().unwrap_or("").to_string()
+}
+
+/// Opens every kind of stream on execution `id` with `credential` (`x-auth-token=…` or
+/// `st2-api-key=…`): the per-execution SSE and record streams, raw `/stdout`, the global
+/// `/stream` and its `tail` form. Each task answers (its name, when it ended, bytes received).
+fn open_streams(
+    server: &Server,
+    http: &reqwest::Client,
+    id: &str,
+    credential: &str,
+    label: &str,
+) -> Vec<tokio::task::JoinHandle<(String, Instant, usize)>> {
     let streams = [
-        ("per-execution SSE", format!("/stream/v1/executions/{id}/output?x-auth-token={short}"), None),
-        ("record stream", format!("/v1/executions/{id}/output?x-auth-token={short}"), Some("application/vnd.squall.records")),
-        ("raw /stdout", format!("/v1/executions/{id}/stdout?x-auth-token={short}"), None),
-        ("global /stream", format!("/v1/stream?x-auth-token={short}&events={STREAM_EVENTS}"), None),
+        ("per-execution SSE", format!("/stream/v1/executions/{id}/output?{credential}"), None),
+        ("record stream", format!("/v1/executions/{id}/output?{credential}"), Some("application/vnd.squall.records")),
+        ("raw /stdout", format!("/v1/executions/{id}/stdout?{credential}"), None),
+        ("global /stream", format!("/v1/stream?{credential}&events={STREAM_EVENTS}"), None),
         (
             "tail /stream",
-            format!("/v1/stream?x-auth-token={short}&events={STREAM_EVENTS}&end_event=st2.execution__update&end_execution_id={id}"),
+            format!("/v1/stream?{credential}&events={STREAM_EVENTS}&end_event=st2.execution__update&end_execution_id={id}"),
             None,
         ),
     ];
-    let followers = streams.map(|(name, path, accept)| {
-        let mut req = http.get(server.url(&path));
-        if let Some(a) = accept {
-            req = req.header("accept", a);
-        }
-        tokio::spawn(async move {
-            let mut r = req.send().await.unwrap();
-            assert_eq!(r.status().as_u16(), 200, "{name}");
-            let mut bytes = 0;
-            while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(15), r.chunk()).await {
-                bytes += chunk.len();
+    streams
+        .into_iter()
+        .map(|(name, path, accept)| {
+            let mut req = http.get(server.url(&path));
+            if let Some(a) = accept {
+                req = req.header("accept", a);
             }
-            (name, Instant::now(), bytes)
+            let name = format!("{name} ({label})");
+            tokio::spawn(async move {
+                let mut r = req.send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 200, "{name}");
+                let mut bytes = 0;
+                while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(15), r.chunk()).await {
+                    bytes += chunk.len();
+                }
+                (name, Instant::now(), bytes)
+            })
         })
-    });
+        .collect()
+}
+
+/// Waits for the streams; answers each one's end relative to `moment` (seconds, negative:
+/// before), after checking that it received something and ended within `window` of `moment`.
+async fn ended_at(
+    streams: Vec<tokio::task::JoinHandle<(String, Instant, usize)>>,
+    moment: Instant,
+    window: std::ops::Range<f64>,
+) -> Vec<f64> {
     let mut lags = Vec::new();
-    for f in followers {
+    for f in streams {
         let (name, ended, bytes) = f.await.unwrap();
-        let lag = ended.saturating_duration_since(expiry).as_secs_f64() - expiry.saturating_duration_since(ended).as_secs_f64();
-        println!("{name}: {bytes} bytes, ended {lag:+.2} s from the token's expiry");
-        assert!(bytes > 50, "{name} received nothing before the token expired");
-        assert!((-0.5..2.0).contains(&lag), "{name} ended {lag:+.2} s from the token's expiry");
+        let lag = ended.saturating_duration_since(moment).as_secs_f64() - moment.saturating_duration_since(ended).as_secs_f64();
+        println!("{name}: {bytes} bytes, ended {lag:+.2} s from the moment the credential stopped being valid");
+        assert!(bytes > 50, "{name} received nothing while its credential was valid");
+        assert!(window.contains(&lag), "{name} ended {lag:+.2} s from the moment its credential stopped being valid");
         lags.push(lag);
     }
-    assert_eq!(status(id.clone()).await, "running", "the streams ended before the execution did");
+    lags
+}
+
+/// A token that expires while a stream is open ends the stream: the per-execution SSE and
+/// record streams, raw `/stdout`, the global `/stream` and its `tail` form.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_that_expires_mid_stream_ends_the_stream() {
+    let server = Server::start_with(&[("SQUALL_AUTH__ENABLE", "true"), ("SQUALL_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let http = reqwest::Client::new();
+    let (admin, id) = ticking_execution(&server, &http).await;
+
+    const TTL: u64 = 3;
+    let r = http.post(server.url("/auth/v1/tokens")).header("authorization", basic("st2admin", ADMIN_PASSWORD)).json(&json!({"ttl": TTL}));
+    let short = r.send().await.unwrap().json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let expiry = Instant::now() + Duration::from_secs(TTL);
+    let streams = open_streams(&server, &http, &id, &format!("x-auth-token={short}"), "expiring token");
+    let lags = ended_at(streams, expiry, -0.5..2.0).await;
+    assert_eq!(execution_status(&server, &http, &admin, &id).await, "running", "the streams ended before the execution did");
     let r = http.get(server.url("/v1/actions")).header("x-auth-token", &short).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
     http.delete(server.url(&format!("/v1/executions/{id}"))).header("x-auth-token", &admin).send().await.unwrap();
     let worst = lags.iter().cloned().fold(f64::MIN, f64::max);
     println!(
         "token expiry mid-stream: {} of {} streams ended within {worst:.2} s of the expiry (execution still running)",
+        lags.len(),
+        lags.len()
+    );
+}
+
+/// A token revoked (the console's logout), an API key disabled and one deleted while streams
+/// are open end those streams within `[stream] credential_check` (1 s here) and some slack,
+/// though the execution goes on: every kind of stream, for each credential.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_or_a_disabled_or_deleted_key_ends_open_streams() {
+    const CHECK: f64 = 1.0;
+    let server = Server::start_with(&[
+        ("SQUALL_AUTH__ENABLE", "true"),
+        ("SQUALL_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("SQUALL_STREAM__CREDENTIAL_CHECK", "1"),
+    ]);
+    let http = reqwest::Client::new();
+    let (admin, id) = ticking_execution(&server, &http).await;
+
+    let r = http
+        .post(server.url("/ui/session"))
+        .header("x-squall-console", "1")
+        .json(&json!({"username": "st2admin", "password": ADMIN_PASSWORD}));
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let session = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let r = http.post(server.url("/v1/apikeys")).header("x-auth-token", &admin).json(&json!({}));
+        let key = r.send().await.unwrap().json::<Value>().await.unwrap();
+        keys.push((key["id"].as_str().unwrap().to_string(), key["key"].as_str().unwrap().to_string()));
+    }
+    let (disabled, deleted) = (&keys[0], &keys[1]);
+    let mut streams = open_streams(&server, &http, &id, &format!("x-auth-token={session}"), "revoked token");
+    streams.extend(open_streams(&server, &http, &id, &format!("st2-api-key={}", disabled.1), "disabled API key"));
+    streams.extend(open_streams(&server, &http, &id, &format!("st2-api-key={}", deleted.1), "deleted API key"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let revoked_at = Instant::now();
+    let r = http.delete(server.url("/ui/session")).header("x-squall-console", "1").header("cookie", format!("squall-session={session}"));
+    assert_eq!(r.send().await.unwrap().status().as_u16(), 204);
+    let r = http.put(server.url(&format!("/v1/apikeys/{}", disabled.0))).header("x-auth-token", &admin).json(&json!({"enabled": false}));
+    assert_eq!(r.send().await.unwrap().status().as_u16(), 200);
+    let r = http.delete(server.url(&format!("/v1/apikeys/{}", deleted.0))).header("x-auth-token", &admin);
+    assert_eq!(r.send().await.unwrap().status().as_u16(), 204);
+
+    let lags = ended_at(streams, revoked_at, 0.0..CHECK + 1.0).await;
+    assert_eq!(execution_status(&server, &http, &admin, &id).await, "running", "the streams ended before the execution did");
+    for (location, credential) in [("x-auth-token", &session), ("st2-api-key", &disabled.1), ("st2-api-key", &deleted.1)] {
+        let r = http.get(server.url("/v1/actions")).header(location, credential.as_str()).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{location} still accepted");
+    }
+    http.delete(server.url(&format!("/v1/executions/{id}"))).header("x-auth-token", &admin).send().await.unwrap();
+    let worst = lags.iter().cloned().fold(f64::MIN, f64::max);
+    println!(
+        "revocation mid-stream: {} of {} streams (revoked token, disabled and deleted API key) ended within {worst:.2} s \
+         (check every {CHECK} s; execution still running)",
         lags.len(),
         lags.len()
     );

@@ -30,13 +30,17 @@ pub struct AuthSettings {
     pub dev_user: String,
 }
 
-/// How the caller proved who they are (for `GET /user`).
+/// How the caller proved who they are (for `GET /user`), with the stored hash of the credential
+/// so that a long-lived response (a stream) can check it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Method {
     Token {
         expiry: Timestamp,
+        hash: String,
     },
-    ApiKey,
+    ApiKey {
+        hash: String,
+    },
     /// Authentication is off.
     None,
 }
@@ -80,6 +84,18 @@ impl Principal {
     pub fn can_view(&self, state: &AppState, pack: &str, name: &str, owner: &str) -> bool {
         state.rbac.allows(&self.user, "execution_view", Resource::Action { pack, name })
             && (self.is_admin || !state.rbac.permission_isolation || owner == self.user)
+    }
+
+    /// Whether the credential this caller authenticated with would still be accepted: the token
+    /// still stored (not logged out, its user not deleted) and unexpired, the API key still
+    /// stored and enabled. Open streams ask this periodically; the answer comes from the store,
+    /// so a revocation on one node reaches streams on every node.
+    pub async fn still_valid(&self, state: &AppState) -> Result<bool, ApiError> {
+        Ok(match &self.method {
+            Method::Token { hash, .. } => state.store.token(hash).await?.is_some_and(|t| t.expiry > Timestamp::now()),
+            Method::ApiKey { hash } => state.store.api_key_by_hash(hash).await?.is_some_and(|k| k.enabled),
+            Method::None => true,
+        })
     }
 }
 
@@ -157,11 +173,12 @@ async fn resolve(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -
     match find_credential(headers, uri) {
         None => Err(ApiError::unauthorized("Unauthorized - One of Token or API key required.")),
         Some(Credential::Token(token, location)) => {
-            let record = state.store.token(&hash_secret(&token)).await?.ok_or_else(|| ApiError::unauthorized("Unauthorized"))?;
+            let hash = hash_secret(&token);
+            let record = state.store.token(&hash).await?.ok_or_else(|| ApiError::unauthorized("Unauthorized"))?;
             if record.expiry <= Timestamp::now() {
                 return Err(ApiError::unauthorized("Unauthorized - Token has expired."));
             }
-            Ok(principal(record.user, Method::Token { expiry: record.expiry }, location))
+            Ok(principal(record.user, Method::Token { expiry: record.expiry, hash }, location))
         }
         Some(Credential::ApiKey(key, location)) => {
             let hash = hash_secret(&key);
@@ -173,7 +190,7 @@ async fn resolve(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -
             if !record.enabled {
                 return Err(ApiError::unauthorized("Unauthorized - API key is disabled."));
             }
-            Ok(principal(record.user, Method::ApiKey, location))
+            Ok(principal(record.user, Method::ApiKey { hash }, location))
         }
     }
 }

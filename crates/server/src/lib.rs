@@ -35,6 +35,9 @@ pub struct ServerSettings {
     pub wire: WireSettings,
     /// `[stream] heartbeat`: longest silence on a stream before a keep-alive `\n`.
     pub heartbeat: Duration,
+    /// `[stream] credential_check`: how often an open stream checks that its token or API key
+    /// is still valid, so that a revoked token or a disabled key ends it.
+    pub credential_check: Duration,
     /// The public API URL (`X-API-URL` on token responses).
     pub public_api_url: String,
     /// What this node is, for `/squall/stats`.

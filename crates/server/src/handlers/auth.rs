@@ -90,11 +90,11 @@ pub async fn validate_token(State(state): State<Arc<AppState>>, body: Bytes) -> 
 pub async fn whoami(State(state): State<Arc<AppState>>, caller: Principal) -> Json<Value> {
     let mut authentication = json!({"location": caller.location});
     match caller.method {
-        Method::Token { expiry } => {
+        Method::Token { expiry, .. } => {
             authentication["method"] = json!("authentication token");
             authentication["token_expire"] = json!(expiry.to_iso());
         }
-        Method::ApiKey => authentication["method"] = json!("API key"),
+        Method::ApiKey { .. } => authentication["method"] = json!("API key"),
         Method::None => authentication["method"] = json!("none (authentication is disabled)"),
     }
     Json(json!({

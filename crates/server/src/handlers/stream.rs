@@ -17,7 +17,7 @@ use squall_core::{Status, StreamKind};
 use tokio::time::Instant;
 
 use super::executions::find_for;
-use crate::auth::Principal;
+use crate::auth::{Method, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::follow::{self, Item};
 use crate::paths::ViaStream;
@@ -82,26 +82,56 @@ enum Step {
     End(Option<Bytes>),
 }
 
-/// When the caller's credential stops being valid: a token's expiry (`None`: an API key, or
-/// authentication off). A stream ends then, as a new request would be refused.
-fn credential_deadline(caller: &Principal) -> Option<Instant> {
-    match caller.method {
-        crate::auth::Method::Token { expiry } => {
-            let left = (expiry.micros() - squall_core::Timestamp::now().micros()).max(0) as u64;
-            Some(Instant::now() + Duration::from_micros(left))
+/// Resolves when the caller's credential stops being valid, and a stream ends then, as a new
+/// request would be refused: at a token's expiry, or at the first check (every
+/// [`crate::ServerSettings::credential_check`]) that finds the token revoked or the API key
+/// disabled or deleted. The check reads the store, so a revocation on any node counts. A check
+/// the store cannot answer keeps the stream open until the next one. Never with authentication
+/// off.
+fn credential_end(state: &Arc<AppState>, caller: &Principal) -> impl Future<Output = ()> + Send + 'static {
+    let (state, caller) = (Arc::clone(state), caller.clone());
+    async move {
+        let expiry = match caller.method {
+            Method::Token { expiry, .. } => {
+                let left = (expiry.micros() - squall_core::Timestamp::now().micros()).max(0) as u64;
+                Some(Instant::now() + Duration::from_micros(left))
+            }
+            Method::ApiKey { .. } => None,
+            Method::None => return std::future::pending().await,
+        };
+        let mut expired = std::pin::pin!(async move {
+            match expiry {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        });
+        let every = state.settings.credential_check;
+        let mut check = tokio::time::interval_at(Instant::now() + every, every);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = expired.as_mut() => return,
+                _ = check.tick() => match caller.still_valid(&state).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(user = %caller.user, "a stream ends: its credential was revoked or disabled");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(user = %caller.user, error = %e.faultstring, "cannot check a stream's credential; it stays open until the next check"),
+                },
+            }
         }
-        crate::auth::Method::ApiKey | crate::auth::Method::None => None,
     }
 }
 
 /// Turns a viewer's items into a response body. With `heartbeat`, a `\n` goes out at once and
 /// whenever nothing was sent for that long. One timer per viewer stays armed and is moved only
-/// when it fires: a frame costs a clock read, not a timer update. At `ends_at` (the caller's
-/// token expiry) the body ends.
+/// when it fires: a frame costs a clock read, not a timer update. When `ends` resolves (the
+/// caller's credential is no longer valid: [`credential_end`]) the body ends.
 fn body_of<T: Send + 'static>(
     items: impl Stream<Item = T> + Send + 'static,
     heartbeat: Option<Duration>,
-    ends_at: Option<Instant>,
+    ends: impl Future<Output = ()> + Send + 'static,
     mut step: impl FnMut(T) -> Step + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     const KEEPALIVE: Bytes = Bytes::from_static(b"\n");
@@ -109,12 +139,7 @@ fn body_of<T: Send + 'static>(
         let _viewer = crate::metrics::Viewer::enter();
         let mut items = std::pin::pin!(items);
         let mut beat = heartbeat.map(|every| (Box::pin(tokio::time::sleep(every)), every));
-        let mut expired = std::pin::pin!(async move {
-            match ends_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        });
+        let mut expired = std::pin::pin!(ends);
         let mut last_sent = Instant::now();
         if beat.is_some() {
             yield Ok(KEEPALIVE);
@@ -241,7 +266,7 @@ pub async fn output(
     };
     let rx = follow_execution(&state, &id, &caller, cursor).await?;
     let mut last_seq = cursor;
-    let body = body_of(rx, Some(state.settings.heartbeat), credential_deadline(&caller), move |item| match item {
+    let body = body_of(rx, Some(state.settings.heartbeat), credential_end(&state, &caller), move |item| match item {
         Item::Record(r) => {
             last_seq = r.record.seq;
             if filter.matches(&r.record) { Step::Emit(output_frame(&r, encoding)) } else { Step::Skip }
@@ -262,7 +287,7 @@ async fn records(state: Arc<AppState>, id: String, params: Params, headers: Head
     let cursor = resume_point(&state, &id, &caller, &headers, &params).await?;
     let rx = follow_execution(&state, &id, &caller, cursor).await?;
     let mut last_seq = cursor;
-    let body = body_of(rx, Some(state.settings.heartbeat), credential_deadline(&caller), move |item| match item {
+    let body = body_of(rx, Some(state.settings.heartbeat), credential_end(&state, &caller), move |item| match item {
         Item::Record(r) => {
             last_seq = r.record.seq;
             if !filter.matches(&r.record) {
@@ -297,7 +322,7 @@ pub async fn raw(
         }
     }
     let rx = follow_execution(&state, &id, &caller, 0).await?;
-    let body = body_of(rx, None, credential_deadline(&caller), move |item| match item {
+    let body = body_of(rx, None, credential_end(&state, &caller), move |item| match item {
         Item::Record(r) if filter.matches(&r.record) => Step::Emit(r.record.data.clone()),
         Item::Done(_) => Step::End(None),
         _ => Step::Skip,
@@ -392,7 +417,7 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
         && let Ok(rx) = follow_execution(&state, end_id, &caller, 0).await
     {
         let st = Arc::clone(&state);
-        let body = body_of(rx, heartbeat, credential_deadline(&caller), move |item| match item {
+        let body = body_of(rx, heartbeat, credential_end(&state, &caller), move |item| match item {
             Item::Current(c) if c.execution.status == Status::Running => filters.change(&c, &st).map_or(Step::Skip, Step::Emit),
             Item::Current(_) => Step::Skip,
             Item::Record(r) => filters.record(&r, &st).map_or(Step::Skip, Step::Emit),
@@ -408,7 +433,7 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
         None => None,
     };
     let events = global_events(Arc::clone(&state.store), sub, replay);
-    let body = body_of(events, heartbeat, credential_deadline(&caller), move |live| match live {
+    let body = body_of(events, heartbeat, credential_end(&state, &caller), move |live| match live {
         Live::Record(r) => filters.record(&r, &state).map_or(Step::Skip, Step::Emit),
         Live::Execution(c) => {
             let frame = filters.change(&c, &state);
