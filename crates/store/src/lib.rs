@@ -19,7 +19,7 @@ use squall_core::{Execution, OutputRecord, Status, StreamKind};
 pub use auth::{ApiKeyRecord, TokenRecord, UserRecord};
 pub use nodes::NodeRecord;
 pub use postgres::{PgSettings, PgStore};
-pub use query::{ExecutionQuery, ParentFilter, PurgeScope, SortOrder};
+pub use query::{ActionScope, ExecutionQuery, ParentFilter, PurgeScope, SortOrder};
 pub use sqlite::SqliteStore;
 
 /// The data a page of [`Store::read_output`] holds, at most (plus the last record's overshoot).

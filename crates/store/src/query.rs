@@ -9,6 +9,10 @@ pub struct ExecutionQuery {
     pub status: Option<String>,
     pub action: Option<String>,
     pub user: Option<String>,
+    /// Only executions of the actions in this scope (`None`: of any action). A caller whose
+    /// `execution_view` is granted on some packs or actions only may list no other executions;
+    /// the database applies it, so paging and totals count only those.
+    pub actions_in: Option<ActionScope>,
     pub parent: ParentFilter,
     pub start_after: Option<Timestamp>,
     pub start_before: Option<Timestamp>,
@@ -16,6 +20,14 @@ pub struct ExecutionQuery {
     /// `None` means no limit.
     pub limit: Option<u64>,
     pub offset: u64,
+}
+
+/// A set of actions: every action of `packs`, and the actions `refs` (`pack.name`). An empty
+/// scope holds none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionScope {
+    pub packs: Vec<String>,
+    pub refs: Vec<String>,
 }
 
 /// `parent=null` selects top-level executions; `parent=<id>` the children of one.

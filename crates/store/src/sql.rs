@@ -19,6 +19,16 @@ where
     }
 }
 
+/// Whether the execution's action is in pack `pack`: its ref starts with `pack.` (compared as
+/// text, so a `_` or `%` in a pack name is no pattern).
+fn push_in_pack<DB: Database>(q: &mut QueryBuilder<DB>, pack: &str)
+where
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+{
+    q.push("substr(action_ref, 1, CAST(").push_bind(pack.chars().count() as i64 + 1).push(" AS INTEGER)) = ").push_bind(format!("{pack}."));
+}
+
 /// The `AND …` conditions of an execution list query (after a `WHERE 1=1`).
 pub fn push_filters<DB: Database>(q: &mut QueryBuilder<DB>, f: &ExecutionQuery)
 where
@@ -34,6 +44,19 @@ where
         if let Some(v) = value {
             q.push(format!(" AND {column} = ")).push_bind(v.clone());
         }
+    }
+    if let Some(scope) = &f.actions_in {
+        q.push(" AND (1=0");
+        if !scope.refs.is_empty() {
+            q.push(" OR action_ref IN (");
+            push_list(q, &scope.refs);
+            q.push(")");
+        }
+        for pack in &scope.packs {
+            q.push(" OR ");
+            push_in_pack(q, pack);
+        }
+        q.push(")");
     }
     match &f.parent {
         ParentFilter::Any => {}
@@ -70,24 +93,18 @@ where
     if scope.with_output {
         q.push(" AND EXISTS (SELECT 1 FROM output WHERE output.execution_id = executions.id)");
     }
-    // `name` is an action ref, or a pack: the refs that start with `name.`.
-    let in_pack = |q: &mut QueryBuilder<DB>, name: &str| {
-        q.push("substr(action_ref, 1, CAST(")
-            .push_bind(name.chars().count() as i64 + 1)
-            .push(" AS INTEGER)) = ")
-            .push_bind(format!("{name}."));
-    };
+    // `name` is an action ref, or a pack.
     if !scope.only.is_empty() {
         q.push(" AND (1=0");
         for name in &scope.only {
             q.push(" OR action_ref = ").push_bind(name.clone()).push(" OR ");
-            in_pack(&mut q, name);
+            push_in_pack(&mut q, name);
         }
         q.push(")");
     }
     for name in &scope.except {
         q.push(" AND action_ref <> ").push_bind(name.clone()).push(" AND NOT ");
-        in_pack(&mut q, name);
+        push_in_pack(&mut q, name);
     }
     q.push(" ORDER BY start_ts, id LIMIT ").push_bind(i64::from(limit));
     q

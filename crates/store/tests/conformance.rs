@@ -11,8 +11,8 @@ use squall_core::{Catalog, Execution, OutputRecord, Status, StreamKind, Timestam
 use std::time::Duration;
 
 use squall_store::{
-    ApiKeyRecord, ExecutionQuery, NodeRecord, PAGE_BYTES, ParentFilter, PgSettings, PgStore, SortOrder, SqliteStore, Store, StoreError,
-    TokenRecord,
+    ActionScope, ApiKeyRecord, ExecutionQuery, NodeRecord, PAGE_BYTES, ParentFilter, PgSettings, PgStore, SortOrder, SqliteStore, Store,
+    StoreError, TokenRecord,
 };
 
 fn execution(cmd: &str, user: &str) -> Execution {
@@ -73,6 +73,37 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.list_executions(&q).await.unwrap().0[0].id, b.id);
     let running = store.executions_with_status(&[Status::Running, Status::Canceling]).await.unwrap();
     assert_eq!(running.len(), 1);
+
+    // Listing within an action scope (a caller's view rights): packs by exact prefix (a `_` in
+    // a pack name is no wildcard), refs exactly, combined with other filters, counted and paged
+    // in the database.
+    let mut scoped = Vec::new();
+    for (n, action_ref) in ["my_pack.one", "myxpack.two", "other.three", "other.four"].into_iter().enumerate() {
+        let mut e = execution("echo scoped", if n == 3 { "bob" } else { "alice" });
+        let (pack, name) = action_ref.split_once('.').unwrap();
+        (e.action.ref_, e.action.pack, e.action.name) = (action_ref.into(), pack.into(), name.into());
+        e.start_timestamp = Timestamp(3_000 + n as i64);
+        store.insert_execution(&e).await.unwrap();
+        scoped.push(e.id);
+    }
+    let within = |packs: &[&str], refs: &[&str]| {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Some(ActionScope { packs: strings(packs), refs: strings(refs) })
+    };
+    let ids = |page: Vec<Execution>| page.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let q = ExecutionQuery { actions_in: within(&["my_pack"], &[]), ..Default::default() };
+    let (page, total) = store.list_executions(&q).await.unwrap();
+    assert_eq!((ids(page), total), (vec![scoped[0].clone()], 1));
+    let q = ExecutionQuery { actions_in: within(&["core"], &["other.three"]), limit: Some(1), offset: 1, ..Default::default() };
+    let (page, total) = store.list_executions(&q).await.unwrap();
+    assert_eq!((ids(page), total), (vec![b.id.clone()], 3), "newest first: other.three, then b, then a");
+    let q = ExecutionQuery { actions_in: within(&["other", "core"], &[]), user: Some("bob".into()), ..Default::default() };
+    let (page, total) = store.list_executions(&q).await.unwrap();
+    assert_eq!((ids(page), total), (vec![scoped[3].clone(), b.id.clone()], 2));
+    let q = ExecutionQuery { actions_in: within(&[], &[]), ..Default::default() };
+    assert_eq!(store.list_executions(&q).await.unwrap(), (vec![], 0), "an empty scope holds nothing");
+    assert_eq!(store.list_executions(&ExecutionQuery::default()).await.unwrap().1, 6);
+    assert_eq!(store.delete_executions(&scoped).await.unwrap(), 4);
 
     // Output: byte-exact, in seq order, filtered by stream, paged.
     let binary: Vec<u8> = (0..=255u8).collect();
