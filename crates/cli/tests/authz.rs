@@ -11,6 +11,8 @@
 //!   never acts as them (StackStorm #6379): afterwards every execution the server holds belongs
 //!   to exactly the user the table expected, and no refused request left one behind.
 //! * `show_secrets=true` from a non-admin is still masked.
+//! * Every list of executions (pages and totals, `last`, a workflow's children, the CLI's list)
+//!   holds only those its caller may view.
 //! * The global `/stream` never carries an event of an execution its viewer may not read.
 //! * A token that expires, is revoked (logged out), or an API key disabled or deleted while a
 //!   stream is open ends that stream.
@@ -94,9 +96,9 @@ GET    /v1/runnertypes?limit=-1                                 h          -   |
 GET    /v1/runnertypes/{}                                       h          r   | 401   401   401   401   401  | 200            200            200            200            200      200
 GET    /v1/runnertypes/{}                                       h          M   | 401   401   401   401   401  | 404            404            404            404            404      404
 # --- execution lists (before anything below adds executions)
-GET    /v1/executions                                           h          -   | 401   401   401   401   401  | 200:ABX/200:   200:ABX/200:AX 200:ABX/200:AX 200:ABX/200:B  200:ABX  200:ABX
-GET    /v1/executions?user=bob                                  h          -   | 401   401   401   401   401  | 200:B/200:     200:B/200:AX   200:B/200:AX   200:B          200:B    200:B
-GET    /v1/actionexecutions                                     h          -   | 401   401   401   401   401  | 200:ABX/200:   200:ABX/200:AX 200:ABX/200:AX 200:ABX/200:B  200:ABX  200:ABX
+GET    /v1/executions                                           h          -   | 401   401   401   401   401  | 200:ABX/200:   200:AB/200:A   200:AB/200:A   200:AB/200:B   200:ABX  200:ABX
+GET    /v1/executions?user=bob                                  h          -   | 401   401   401   401   401  | 200:B/200:     200:B/200:A    200:B/200:A    200:B          200:B    200:B
+GET    /v1/actionexecutions                                     h          -   | 401   401   401   401   401  | 200:ABX/200:   200:AB/200:A   200:AB/200:A   200:AB/200:B   200:ABX  200:ABX
 GET    /v1/executions?limit=-1                                  h          -   | 401   401   401   401   401  | 403l           403l           403l           403l           200:ABX  200:ABX
 GET    /v1/actionexecutions?limit=-1                            h          -   | 401   401   401   401   401  | 403l           403l           403l           403l           200:ABX  200:ABX
 # --- the global stream, and `st2 execution tail`'s form of it
@@ -1128,6 +1130,133 @@ async fn authorisation_matrix() {
         started.elapsed(),
     );
     assert_eq!(mismatches, 0, "{mismatches} mismatches (listed above)");
+}
+
+/// Every list of executions shows only those the caller may view, counted and paged by the
+/// database: the list (`X-Total-Count`, `limit`/`offset`), `last`, a workflow's `children`,
+/// and `squall execution list`. alice holds `execution_all` on pack `authz`, carol
+/// `execution_view` on the one action `core.local`; the admin ran `core.local` as alice
+/// between alice's own `authz.echo` runs, the newest last, and a chain `authz.flow` as alice
+/// whose tasks are an `authz.echo` and a `core.local`.
+#[tokio::test(flavor = "multi_thread")]
+async fn execution_lists_show_only_what_the_caller_may_view() {
+    let fixtures = tempfile::tempdir().unwrap();
+    let (packs, rbac) = write_fixtures(fixtures.path());
+    write_file(&packs.join("authz/actions/flow.yaml"), "name: flow\nrunner_type: action-chain\nentry_point: chains/flow.yaml\n");
+    write_file(
+        &packs.join("authz/actions/chains/flow.yaml"),
+        "chain:\n  - name: first\n    ref: authz.echo\n    params: {word: chained}\n    on-success: second\n  - name: second\n    ref: core.local\n    params: {cmd: 'echo second'}\n",
+    );
+    write_file(
+        &rbac.join("roles/one_action.yaml"),
+        "name: one_action\npermission_grants:\n  - resource_uid: action:core:local\n    permission_types: [execution_view]\n  - permission_types: [execution_list]\n",
+    );
+    write_file(&rbac.join("assignments/carol.yaml"), "username: carol\nroles: [one_action]\n");
+    let server = Server::start_with(&[
+        ("SQUALL_AUTH__ENABLE", "true"),
+        ("SQUALL_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("SQUALL_RBAC__ENABLE", "true"),
+        ("SQUALL_RBAC__DEFINITIONS_PATH", rbac.to_str().unwrap()),
+        ("SQUALL_CONTENT__PACKS_BASE_PATHS", packs.to_str().unwrap()),
+    ]);
+    for user in ["alice", "carol"] {
+        add_user(&server, user, PASSWORD);
+    }
+    let http = reqwest::Client::new();
+    let login = |user: &'static str, password: &'static str| {
+        let req = http.post(server.url("/auth/v1/tokens")).header("authorization", basic(user, password)).json(&json!({}));
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string() }
+    };
+    let (admin, alice, carol) = (login("st2admin", ADMIN_PASSWORD).await, login("alice", PASSWORD).await, login("carol", PASSWORD).await);
+    let get = |token: &str, path: &str| {
+        let req = http.get(server.url(path)).header("x-auth-token", token);
+        async move {
+            let r = req.send().await.unwrap();
+            let (status, total) = (r.status().as_u16(), r.headers().get("x-total-count").map(|v| v.to_str().unwrap().to_string()));
+            (status, total, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let run = |token: &str, body: Value| {
+        let req = http.post(server.url("/v1/executions")).header("x-auth-token", token).json(&body);
+        async move {
+            let e = req.send().await.unwrap().json::<Value>().await.unwrap();
+            e["id"].as_str().unwrap_or_else(|| panic!("{e}")).to_string()
+        }
+    };
+    let (mut echoes, mut locals) = (Vec::new(), Vec::new());
+    for n in 0..3 {
+        echoes.push(run(&alice, json!({"action": "authz.echo", "parameters": {"word": format!("mine{n}")}})).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if n == 1 {
+            echoes.push(run(&admin, json!({"action": "authz.flow", "user": "alice"})).await);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        locals.push(run(&admin, json!({"action": "core.local", "user": "alice", "parameters": {"cmd": "echo theirs"}})).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let chain = echoes[2].clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in echoes.iter().chain(&locals) {
+        while !common::TERMINAL.contains(&get(&admin, &format!("/v1/executions/{id}")).await.2["status"].as_str().unwrap_or("")) {
+            assert!(Instant::now() < deadline, "execution {id} did not finish");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    let ids =
+        |list: &Value| -> BTreeSet<String> { list.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect() };
+    let set = |ids: &[String]| -> BTreeSet<String> { ids.iter().cloned().collect() };
+
+    // The list, a page at a time: each page's count is of what the caller may see.
+    for (who, token, visible) in
+        [("alice", &alice, set(&echoes)), ("carol", &carol, set(&locals)), ("the admin", &admin, &set(&echoes) | &set(&locals))]
+    {
+        let mut seen = BTreeSet::new();
+        for offset in (0..visible.len()).step_by(2) {
+            let (status, total, page) = get(token, &format!("/v1/executions?parent=null&limit=2&offset={offset}")).await;
+            assert_eq!((status, total.as_deref()), (200, Some(visible.len().to_string().as_str())), "{who}, offset {offset}: {page}");
+            assert!(page.as_array().unwrap().len() <= 2);
+            seen.extend(ids(&page));
+        }
+        assert_eq!(seen, visible, "{who}'s pages");
+    }
+    let (_, total, list) = get(&alice, "/v1/executions?action=core.local").await;
+    assert_eq!((total.as_deref(), ids(&list).len()), (Some("0"), 0), "alice may not list core.local's executions");
+
+    // `last`: the newest the caller may see (the admin's newest is a core.local).
+    assert_eq!(get(&admin, "/v1/executions/last").await.2["id"], json!(locals[2]));
+    assert_eq!(get(&alice, "/v1/executions/last").await.2["id"], json!(echoes[3]));
+    assert_eq!(get(&carol, "/v1/executions/last").await.2["id"], json!(locals[2]));
+
+    // A workflow's children: alice sees her pack's task, not the core.local one.
+    let (status, _, all) = get(&admin, &format!("/v1/executions/{chain}/children")).await;
+    assert_eq!((status, all.as_array().unwrap().len()), (200, 2), "{all}");
+    let (status, _, hers) = get(&alice, &format!("/v1/executions/{chain}/children")).await;
+    let refs: Vec<&str> = hers.as_array().unwrap().iter().map(|e| e["action"]["ref"].as_str().unwrap()).collect();
+    assert_eq!((status, refs), (200, vec!["authz.echo"]), "{hers}");
+    let (_, total, listed) = get(&alice, &format!("/v1/executions?parent={chain}")).await;
+    assert_eq!((total.as_deref(), ids(&listed).len()), (Some("1"), 1));
+
+    // `squall execution list`.
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["execution", "list", "--json", "-n", "50"])
+        .env("SQUALL_URL", server.url(""))
+        .env("SQUALL_AUTH_TOKEN", &alice)
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("SQUALL_API_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refs: BTreeSet<&str> = listed.as_array().unwrap().iter().map(|e| e["action"]["ref"].as_str().unwrap()).collect();
+    assert_eq!(refs, BTreeSet::from(["authz.echo", "authz.flow"]), "{listed}");
+    println!(
+        "execution lists: alice sees {} of {} top-level executions, carol {}, paged by 2 with the totals right; last, children and the CLI agree",
+        echoes.len(),
+        echoes.len() + locals.len(),
+        locals.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use squall_core::Timestamp;
 use squall_core::auth::hash_secret;
+use squall_store::ExecutionQuery;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::rbac::Resource;
+use crate::rbac::{Resource, Scope};
 
 /// Authentication settings (`[auth]`).
 #[derive(Debug, Clone)]
@@ -84,6 +85,23 @@ impl Principal {
     pub fn can_view(&self, state: &AppState, pack: &str, name: &str, owner: &str) -> bool {
         state.rbac.allows(&self.user, "execution_view", Resource::Action { pack, name })
             && (self.is_admin || !state.rbac.permission_isolation || owner == self.user)
+    }
+
+    /// Narrows an execution list to what [`Principal::can_view`] allows, in the query itself (so
+    /// that paging and totals stay right): the caller's own executions under permission
+    /// isolation, and the packs and actions their `execution_view` covers when it is not global.
+    /// An admin's or a global grant's query is left as it was. Returns whether it narrowed.
+    pub fn restrict(&self, state: &AppState, query: &mut ExecutionQuery) -> bool {
+        let mut narrowed = false;
+        if state.rbac.permission_isolation && !self.is_admin {
+            query.user = Some(self.user.clone());
+            narrowed = true;
+        }
+        if let Scope::Only(within) = state.rbac.scope(&self.user, "execution_view") {
+            query.actions_in = Some(within);
+            narrowed = true;
+        }
+        narrowed
     }
 
     /// Whether the credential this caller authenticated with would still be accepted: the token

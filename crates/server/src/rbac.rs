@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use squall_store::ActionScope;
 
 /// Permission types squall knows (StackStorm's names). `<type>_all` implies every
 /// `<type>_*` permission.
@@ -89,6 +90,15 @@ fn yes() -> bool {
     true
 }
 
+/// Where a user holds a permission ([`Rbac::scope`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// On every resource (an admin, or a grant without a `resource_uid`).
+    All,
+    /// On the actions of these packs and these actions only (possibly none).
+    Only(ActionScope),
+}
+
 /// A role: permissions granted globally or on a pack or an action.
 #[derive(Debug, Clone)]
 struct Role {
@@ -160,18 +170,47 @@ impl Rbac {
     }
 
     pub fn allows(&self, user: &str, permission: &str, resource: Resource<'_>) -> bool {
-        if self.is_admin(user) {
-            return true;
-        }
-        let all = format!("{}_all", permission.rsplit_once('_').map_or(permission, |(kind, _)| kind));
-        self.roles_of(user).iter().filter_map(|r| self.roles.get(r)).flat_map(|r| &r.grants).any(|g| {
-            let covers = match (&g.resource_uid, resource) {
+        self.is_admin(user)
+            || self.grants(user, permission).any(|g| match (&g.resource_uid, resource) {
                 (None, _) => true,
                 (Some(_), Resource::Global) => false,
                 (Some(uid), Resource::Action { pack, name }) => *uid == format!("pack:{pack}") || *uid == format!("action:{pack}:{name}"),
-            };
-            covers && g.permission_types.iter().any(|p| p == permission || *p == all)
-        })
+            })
+    }
+
+    /// Where `user` holds `permission`: everywhere, or on these packs and actions only — what
+    /// [`Rbac::allows`] answers for every action at once, so that a list can ask the database
+    /// for only what the caller may see.
+    pub fn scope(&self, user: &str, permission: &str) -> Scope {
+        if self.is_admin(user) {
+            return Scope::All;
+        }
+        let mut within = ActionScope::default();
+        for grant in self.grants(user, permission) {
+            match grant.resource_uid.as_deref() {
+                None => return Scope::All,
+                Some(uid) => {
+                    if let Some(pack) = uid.strip_prefix("pack:") {
+                        within.packs.push(pack.to_string());
+                    } else if let Some((pack, name)) = uid.strip_prefix("action:").and_then(|a| a.split_once(':')) {
+                        within.refs.push(format!("{pack}.{name}"));
+                    }
+                }
+            }
+        }
+        Scope::Only(within)
+    }
+
+    /// The grants of `user`'s roles that include `permission` (or its type's `_all`), on any
+    /// resource.
+    fn grants<'a>(&'a self, user: &str, permission: &'a str) -> impl Iterator<Item = &'a GrantFile> + 'a {
+        let all = format!("{}_all", permission.rsplit_once('_').map_or(permission, |(kind, _)| kind));
+        let roles = self.assignments.get(user).map(Vec::as_slice).unwrap_or_default();
+        roles
+            .iter()
+            .filter_map(|r| self.roles.get(r))
+            .flat_map(|r| &r.grants)
+            .filter(move |g| g.permission_types.iter().any(|p| p == permission || *p == all))
     }
 }
 
@@ -222,6 +261,38 @@ mod tests {
         assert!(rbac.allows("bob", "execution_view", other));
         assert!(!rbac.allows("bob", "execution_stop", core));
         assert!(!rbac.allows("nobody", "execution_list", Resource::Global));
+    }
+
+    #[test]
+    fn scopes_answer_as_allows_does() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "roles/some.yaml",
+            "name: some\npermission_grants:\n  - resource_uid: pack:core\n    permission_types: [execution_all]\n  - resource_uid: action:demo:x\n    permission_types: [execution_view]\n  - resource_uid: pack:other\n    permission_types: [execution_stop]\n",
+        );
+        write(dir.path(), "assignments/carol.yaml", "username: carol\nroles: [some]\n");
+        write(dir.path(), "assignments/olga.yaml", "username: olga\nroles: [some, observer]\n");
+        write(dir.path(), "assignments/adam.yaml", "username: adam\nroles: [admin]\n");
+        let rbac = Rbac::load(dir.path(), true, false).unwrap();
+        let only = |packs: &[&str], refs: &[&str]| {
+            Scope::Only(ActionScope {
+                packs: packs.iter().map(|s| s.to_string()).collect(),
+                refs: refs.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        assert_eq!(rbac.scope("carol", "execution_view"), only(&["core"], &["demo.x"]));
+        assert_eq!(rbac.scope("carol", "execution_stop"), only(&["core", "other"], &[]));
+        assert_eq!(rbac.scope("nobody", "execution_view"), only(&[], &[]));
+        assert_eq!(rbac.scope("olga", "execution_view"), Scope::All, "the observer's global grant");
+        assert_eq!(rbac.scope("adam", "execution_view"), Scope::All);
+        assert_eq!(Rbac::load(dir.path(), false, false).unwrap().scope("carol", "execution_view"), Scope::All, "RBAC off");
+        for (pack, name) in [("core", "local"), ("demo", "x"), ("demo", "y"), ("other", "z")] {
+            let resource = Resource::Action { pack, name };
+            let Scope::Only(within) = rbac.scope("carol", "execution_view") else { unreachable!() };
+            let in_scope = within.packs.iter().any(|p| p == pack) || within.refs.contains(&format!("{pack}.{name}"));
+            assert_eq!(in_scope, rbac.allows("carol", "execution_view", resource), "{pack}.{name}");
+        }
     }
 
     #[test]

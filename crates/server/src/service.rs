@@ -83,23 +83,30 @@ pub async fn run(state: &AppState, req: RunRequest, caller: &Principal) -> ApiRe
 }
 
 /// The children of `parent` and theirs, depth-first in creation order, down to `depth` levels
-/// (negative: all).
-pub async fn descendants(state: &AppState, parent: &Execution, depth: i64) -> ApiResult<Vec<Execution>> {
-    async fn push_children(state: &AppState, stack: &mut Vec<(Execution, i64)>, id: &str, levels: i64) -> ApiResult<()> {
+/// (negative: all), that meet `within`'s filters (a caller's view rights,
+/// [`Principal::restrict`]): a child that does not is left out with its own descendants.
+pub async fn descendants(state: &AppState, parent: &Execution, depth: i64, within: &ExecutionQuery) -> ApiResult<Vec<Execution>> {
+    async fn push_children(
+        state: &AppState,
+        within: &ExecutionQuery,
+        stack: &mut Vec<(Execution, i64)>,
+        id: &str,
+        levels: i64,
+    ) -> ApiResult<()> {
         if levels == 0 {
             return Ok(());
         }
-        let query = ExecutionQuery { parent: ParentFilter::Is(id.to_string()), order: SortOrder::OldestFirst, ..ExecutionQuery::default() };
+        let query = ExecutionQuery { parent: ParentFilter::Is(id.to_string()), order: SortOrder::OldestFirst, ..within.clone() };
         let (children, _) = state.store.list_executions(&query).await?;
         stack.extend(children.into_iter().rev().map(|c| (c, levels - 1)));
         Ok(())
     }
     let (mut out, mut stack) = (Vec::new(), Vec::new());
-    push_children(state, &mut stack, &parent.id, depth).await?;
+    push_children(state, within, &mut stack, &parent.id, depth).await?;
     while let Some((e, levels)) = stack.pop() {
         let id = e.id.clone();
         out.push(e);
-        push_children(state, &mut stack, &id, levels).await?;
+        push_children(state, within, &mut stack, &id, levels).await?;
     }
     Ok(out)
 }

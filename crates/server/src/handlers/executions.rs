@@ -57,9 +57,9 @@ pub async fn find(state: &AppState, id: &str) -> ApiResult<Execution> {
 /// Finds an execution the caller may act on with `permission` (`execution_view` also applies
 /// permission isolation). `last` means the newest the caller may see.
 pub async fn find_for(state: &AppState, id: &str, caller: &Principal, permission: &str) -> ApiResult<Execution> {
-    let e = if id == "last" && state.rbac.permission_isolation && !caller.is_admin {
-        let query = ExecutionQuery { user: Some(caller.user.clone()), limit: Some(1), ..Default::default() };
-        state.store.list_executions(&query).await?.0.pop().ok_or_else(|| ApiError::no_execution(id))?
+    let mut newest = ExecutionQuery { limit: Some(1), ..Default::default() };
+    let e = if id == "last" && caller.restrict(state, &mut newest) {
+        state.store.list_executions(&newest).await?.0.pop().ok_or_else(|| ApiError::no_execution(id))?
     } else {
         find(state, id).await?
     };
@@ -99,11 +99,12 @@ pub async fn list(State(state): State<Arc<AppState>>, params: Params, caller: Pr
     } else {
         SortOrder::NewestFirst
     };
-    let query = ExecutionQuery {
+    let mut query = ExecutionQuery {
         ids: params.list("id"),
         status: null_or("status"),
         action: null_or("action"),
-        user: if state.rbac.permission_isolation && !caller.is_admin { Some(caller.user.clone()) } else { null_or("user") },
+        user: null_or("user"),
+        actions_in: None,
         parent,
         start_after,
         start_before,
@@ -111,6 +112,7 @@ pub async fn list(State(state): State<Arc<AppState>>, params: Params, caller: Pr
         limit: limit(&params, 100, &caller)?,
         offset: offset(&params)?,
     };
+    caller.restrict(&state, &mut query);
     let (executions, total) = state.store.list_executions(&query).await?;
     let items = executions.iter().map(|e| render(&state, e, &params, &attributes, &caller)).collect::<ApiResult<Vec<_>>>()?;
     Ok(paged(items, total, query.limit))
@@ -172,7 +174,8 @@ pub async fn rerun(
     Ok((StatusCode::CREATED, Json(render(&state, &e, &params, &Attributes::All, &caller)?)).into_response())
 }
 
-/// A workflow's descendants, depth-first in creation order (`depth`: levels, -1 for all).
+/// A workflow's descendants the caller may view, depth-first in creation order (`depth`:
+/// levels, -1 for all).
 pub async fn children(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -185,7 +188,9 @@ pub async fn children(
         Some(d) => d.parse::<i64>().map_err(|_| ApiError::bad_request(format!("depth must be an integer, not \"{d}\"")))?,
     };
     let mut out = Vec::new();
-    for e in service::descendants(&state, &parent, depth).await? {
+    let mut visible = ExecutionQuery::default();
+    caller.restrict(&state, &mut visible);
+    for e in service::descendants(&state, &parent, depth, &visible).await? {
         out.push(render(&state, &e, &params, &Attributes::All, &caller)?);
     }
     Ok(Json(Value::Array(out)))

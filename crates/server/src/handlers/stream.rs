@@ -429,7 +429,7 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
     let end = params.get("end_execution_id").map(String::from).zip(params.get("end_event").map(String::from));
     let sub = state.bus.subscribe_all(filters.wants(OUTPUT_EVENT)).await;
     let replay = match tailed.filter(|_| workflow) {
-        Some(id) => Some(WorkflowReplay::read(&state, id).await?),
+        Some(id) => Some(WorkflowReplay::read(&state, id, &caller).await?),
         None => None,
     };
     let events = global_events(Arc::clone(&state.store), sub, replay);
@@ -451,16 +451,19 @@ pub async fn events(State(state): State<Arc<AppState>>, params: Params, caller: 
 }
 
 /// What a workflow's tail joins into: the tasks that started before it subscribed, each with
-/// its output so far and, if it ended, its end — what a viewer there from the start saw.
+/// its output so far and, if it ended, its end — what a viewer there from the start saw. Only
+/// the tasks the viewer may see are read (each event is checked again on the way out).
 struct WorkflowReplay {
     workflow: squall_core::Execution,
     children: Vec<squall_core::Execution>,
 }
 
 impl WorkflowReplay {
-    async fn read(state: &AppState, id: &str) -> ApiResult<WorkflowReplay> {
+    async fn read(state: &AppState, id: &str, viewer: &Principal) -> ApiResult<WorkflowReplay> {
         let workflow = state.store.execution(id).await?.ok_or_else(|| ApiError::no_execution(id))?;
-        let children = crate::service::descendants(state, &workflow, -1).await?;
+        let mut visible = squall_store::ExecutionQuery::default();
+        viewer.restrict(state, &mut visible);
+        let children = crate::service::descendants(state, &workflow, -1, &visible).await?;
         Ok(WorkflowReplay { workflow, children })
     }
 }
