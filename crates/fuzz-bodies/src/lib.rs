@@ -11,6 +11,7 @@
 //! (`fuzz/corpus/<name>/`, `fuzz/regressions/<name>/`).
 
 pub mod cast;
+pub mod mask;
 pub mod pack;
 pub mod query;
 pub mod records;
@@ -32,6 +33,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "query", body: query::body },
     Target { name: "sse", body: sse::body },
     Target { name: "records", body: records::body },
+    Target { name: "mask", body: mask::body },
 ];
 
 /// Splits `data` at its first byte `at`: what comes before and after it (`None` without one).

@@ -6,6 +6,7 @@
 //! never a 5xx; event matching agrees with a reference matcher.
 
 use axum::http::Uri;
+use squall_server::auth::{Method, Principal};
 use squall_server::error::ApiError;
 use squall_server::query::{self, Params};
 use squall_server::wire::OUTPUT_EVENT;
@@ -49,7 +50,10 @@ fn read_all(params: &Params) {
     for name in LISTS {
         let _ = params.list(name);
     }
-    check(query::limit(params, 100));
+    for is_admin in [true, false] {
+        let caller = Principal { user: "fuzz".into(), is_admin, method: Method::None, location: "header" };
+        check(query::limit(params, 100, &caller));
+    }
     check(query::offset(params));
     check(params.attributes(&["id", "status", "result", "action"], &["result", "parameters"]));
     check(query::resume(None, params));

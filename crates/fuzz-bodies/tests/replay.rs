@@ -94,9 +94,14 @@ fn records() {
 }
 
 #[test]
+fn mask() {
+    replay("mask");
+}
+
+#[test]
 fn every_target_is_replayed() {
     let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
-    assert_eq!(names, ["cast", "pack_yaml", "resume", "query", "sse", "records"]);
+    assert_eq!(names, ["cast", "pack_yaml", "resume", "query", "sse", "records", "mask"]);
     for name in names {
         assert!(fuzz_dir().join("fuzz_targets").join(format!("{name}.rs")).is_file(), "fuzz/fuzz_targets/{name}.rs");
     }
