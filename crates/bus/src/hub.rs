@@ -56,6 +56,11 @@ impl Hub {
     pub fn publish_to_execution(&self, execution_id: &str, event: Live) {
         let sender = self.executions.lock().expect("hub lock").get(execution_id).cloned();
         if let Some(sender) = sender {
+            if let Live::Record(r) = &event {
+                // From the writer's timestamp (taken before the commit) to this node's viewers.
+                let age = r.record.timestamp.seconds_until(squall_core::Timestamp::now());
+                metrics::histogram!("squall_delivery_seconds").record(age.max(0.0));
+            }
             let _ = sender.send(event);
         }
     }

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, get, run_cmd, wait_done};
+use common::{Server, Sse, get, output_text, run_cmd, wait_done};
 
 fn connect(server: &Server) -> TcpStream {
     let addr = server.base.trim_start_matches("http://");
@@ -212,4 +212,16 @@ async fn metrics_count_requests_output_executions_connections_and_viewers() {
     assert_eq!(sample(&page, "squall_live_viewers"), Some(1.0));
     drop(viewer);
     assert!(!page.contains(&id), "no execution id in a label");
+}
+
+#[tokio::test]
+async fn metrics_time_delivery_to_live_viewers() {
+    let s = Server::start();
+    let id = run_cmd(&s, "sleep 0.5; for n in 1 2 3; do echo $n; sleep 0.1; done", serde_json::json!({})).await;
+    let viewer = Sse::open(&s.url(&format!("/stream/v1/executions/{id}/output")), &[]).await;
+    assert_eq!(output_text(&viewer.rest().await), "1\n2\n3\n");
+    let page = reqwest::get(s.url("/metrics")).await.unwrap().text().await.unwrap();
+    let delivered = sample(&page, "squall_delivery_seconds_count").unwrap_or_else(|| panic!("no squall_delivery_seconds in\n{page}"));
+    assert!(delivered >= 3.0, "{delivered} records timed to their viewers");
+    assert!(page.contains("squall_delivery_seconds_bucket{le=\"0.01\"}"), "delivery latency is a histogram");
 }
