@@ -187,7 +187,11 @@ test('wrapping: a long line takes several rows, the last line stays in view, and
   await page.click('button[title="Wrap long lines"]');
   await page.goto(`${squall.url}/ui/executions/${id}#L1`);
   await waitForLine(page, 'long:' + '0'.repeat(900));
-  const tall = await page.locator('.log .row[data-line="1"]').evaluate((r) => r.getBoundingClientRect().height);
+  // The height settles once the layout has (a resize repaints the rows).
+  const tall = await page.waitForFunction(() => {
+    const h = document.querySelector('.log .row[data-line="1"]')?.getBoundingClientRect().height ?? 0;
+    return h > 18 * 3 && h;
+  }, null, { timeout: 5000 }).then((h) => h.jsonValue(), () => 0);
   assert.ok(tall > 18 * 3, `the wrapped row is ${tall}px high`);
   await page.locator('.log').focus();
   await page.keyboard.press('End');
