@@ -35,10 +35,17 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
-    if let Some(ids) = &f.ids {
-        q.push(" AND id IN (");
-        push_list(q, ids);
-        q.push(")");
+    match &f.ids {
+        None => {}
+        // `IN ()` is SQLite's "nothing" but a syntax error in PostgreSQL.
+        Some(ids) if ids.is_empty() => {
+            q.push(" AND 1=0");
+        }
+        Some(ids) => {
+            q.push(" AND id IN (");
+            push_list(q, ids);
+            q.push(")");
+        }
     }
     for (column, value) in [("status", &f.status), ("action_ref", &f.action), ("user_name", &f.user)] {
         if let Some(v) = value {

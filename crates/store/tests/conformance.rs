@@ -67,6 +67,12 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(ids, [a.id.clone(), b.id.clone()]);
     let q = ExecutionQuery { user: Some("bob".into()), ..Default::default() };
     assert_eq!(store.list_executions(&q).await.unwrap().1, 1);
+    // `?id=` (an empty id list) matches nothing, on every backend (PostgreSQL once answered 500).
+    let q = ExecutionQuery { ids: Some(Vec::new()), ..Default::default() };
+    let (page, total) = store.list_executions(&q).await.unwrap();
+    assert!(page.is_empty() && total == 0, "{total} executions for an empty id list");
+    let q = ExecutionQuery { ids: Some(vec![a.id.clone()]), ..Default::default() };
+    assert_eq!(store.list_executions(&q).await.unwrap().1, 1);
     let q = ExecutionQuery { status: Some("running".into()), ..Default::default() };
     assert_eq!(store.list_executions(&q).await.unwrap().0[0].id, a.id);
     let q = ExecutionQuery { start_after: Some(Timestamp(1_500)), ..Default::default() };
