@@ -179,6 +179,9 @@ impl Store for PgStore {
     }
 
     async fn execution(&self, id: &str) -> Result<Option<Execution>> {
+        if !sql::storable(id) {
+            return Ok(None);
+        }
         let row = sqlx::query("SELECT id, doc FROM executions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(decode_execution).transpose()
     }
@@ -367,6 +370,9 @@ impl Store for PgStore {
     }
 
     async fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        if !sql::storable(name) {
+            return Ok(None);
+        }
         let row =
             sqlx::query("SELECT name, password_hash, created_ts FROM users WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
         row.as_ref().map(decode_user).transpose()
@@ -431,6 +437,9 @@ impl Store for PgStore {
     }
 
     async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        if !sql::storable(id) {
+            return Ok(None);
+        }
         let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(decode_api_key).transpose()
     }

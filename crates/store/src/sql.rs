@@ -8,6 +8,12 @@ use crate::{ExecutionQuery, ParentFilter, PurgeScope};
 /// The terminal statuses, as an SQL list.
 pub const TERMINAL: &str = "('succeeded', 'failed', 'timeout', 'canceled', 'abandoned')";
 
+/// Whether PostgreSQL can hold `text`: its text type has no NUL character, so a value with one
+/// names no row (and binding it would fail the whole query).
+pub fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 /// `, `-separated binds of `items`.
 pub fn push_list<DB: Database>(q: &mut QueryBuilder<DB>, items: &[String])
 where
@@ -35,6 +41,15 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB>,
 {
+    let parent = match &f.parent {
+        ParentFilter::Is(p) => Some(p),
+        ParentFilter::Any | ParentFilter::None => None,
+    };
+    let values = [&f.status, &f.action, &f.user].into_iter().flatten().chain(parent).chain(f.ids.iter().flatten());
+    if !values.into_iter().all(|v| storable(v)) {
+        q.push(" AND 1=0");
+        return;
+    }
     match &f.ids {
         None => {}
         // `IN ()` is SQLite's "nothing" but a syntax error in PostgreSQL.

@@ -71,6 +71,11 @@ async fn suite(store: Arc<dyn Store>) {
     let q = ExecutionQuery { ids: Some(Vec::new()), ..Default::default() };
     let (page, total) = store.list_executions(&q).await.unwrap();
     assert!(page.is_empty() && total == 0, "{total} executions for an empty id list");
+    // A NUL character (PostgreSQL's text cannot hold one) matches nothing either.
+    let q = ExecutionQuery { parent: ParentFilter::Is("p\0".into()), user: Some("bob".into()), ..Default::default() };
+    assert_eq!(store.list_executions(&q).await.unwrap().1, 0);
+    assert!(store.execution("a\0").await.unwrap().is_none() && store.user("st2\0admin").await.unwrap().is_none());
+    assert!(store.api_key("k\0").await.unwrap().is_none());
     let q = ExecutionQuery { ids: Some(vec![a.id.clone()]), ..Default::default() };
     assert_eq!(store.list_executions(&q).await.unwrap().1, 1);
     let q = ExecutionQuery { status: Some("running".into()), ..Default::default() };
