@@ -68,6 +68,7 @@ DELETE /ui/session                                              h          -   |
 GET    /livez                                                   h          -   | 200   200   200   200   200  | 200            200            200            200            200      200
 GET    /readyz                                                  h          -   | 200   200   200   200   200  | 200            200            200            200            200      200
 GET    /metrics                                                 h          -   | 200   200   200   200   200  | 200            200            200            200            200      200
+GET    /v1/openapi.json                                         h          -   | 200   200   200   200   200  | 200            200            200            200            200      200
 GET    /squall/stats                                            h          -   | 401   401   401   401   401  | 200            200            200            200            200      200
 GET    /v1/no/such/route                                        h          -   | 401   401   401   401   401  | 404            404            404            404            404      404
 # --- tokens, identity, API keys

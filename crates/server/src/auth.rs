@@ -161,7 +161,7 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 /// Middleware: resolves credentials into a [`Principal`] request extension, or answers 401.
 pub async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if matches!(path, "/tokens" | "/tokens/validate" | "/livez" | "/readyz" | "/metrics")
+    if matches!(path, "/tokens" | "/tokens/validate" | "/livez" | "/readyz" | "/metrics" | "/openapi.json")
         || crate::ui::is_ui_path(path)
         || (path == "/" && crate::ui::wants_console(req.headers()))
     {

@@ -9,6 +9,7 @@ mod follow;
 mod handlers;
 pub mod log;
 pub mod metrics;
+pub mod openapi;
 pub mod paths;
 pub mod query;
 pub mod rbac;
@@ -96,6 +97,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/livez", get(handlers::health::livez))
         .route("/readyz", get(handlers::health::readyz))
         .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::serve))
         .route("/tokens", post(auth_routes::create_token))
         .route("/tokens/validate", post(auth_routes::validate_token))
         .route("/user", get(auth_routes::whoami))

@@ -63,6 +63,8 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operator", operation_id = "metrics", security(()),
+    responses((status = 200, description = "Prometheus' text format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 pub async fn render(State(state): State<std::sync::Arc<AppState>>) -> ApiResult<Response> {
     for status in Status::ALL {
         let query = ExecutionQuery { status: Some(status.as_str().to_string()), limit: Some(1), ..ExecutionQuery::default() };

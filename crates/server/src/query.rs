@@ -26,9 +26,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 impl Params {
     /// The query parameters of `uri`; a query string that does not decode is a 400.
     pub fn from_uri(uri: &Uri) -> Result<Params, ApiError> {
-        Query::<HashMap<String, String>>::try_from_uri(uri)
-            .map(|q| Params(q.0))
-            .map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))
+        let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))?
+            .0;
+        let mut params = HashMap::with_capacity(pairs.len());
+        for (name, value) in pairs {
+            // A list is one comma-separated parameter; a repeated one would silently lose values.
+            if params.insert(name.clone(), value).is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "Parameter \"{name}\" is given more than once (send a list as one comma-separated value)"
+                )));
+            }
+        }
+        Ok(Params(params))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

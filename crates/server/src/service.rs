@@ -32,19 +32,30 @@ impl RunRequest {
             action,
             parameters: object_field(body, "parameters")?,
             context: object_field(body, "context")?,
-            user: match body.get("user") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(u)) if u.is_empty() => None,
-                Some(Value::String(u)) => Some(u.clone()),
-                Some(other) => return Err(ApiError::bad_request(format!("{} is not of type 'string', 'null'", params::py_repr(other)))),
-            },
-            delay: match body.get("delay") {
-                None | Some(Value::Null) => None,
-                Some(v) => {
-                    Some(v.as_u64().ok_or_else(|| ApiError::bad_request(format!("{} is not of type 'integer'", params::py_repr(v))))?)
-                }
-            },
+            user: user_field(body)?,
+            delay: delay_field(body)?,
         })
+    }
+}
+
+/// `user`: a string, or null or empty for the caller.
+fn user_field(body: &Map<String, Value>) -> ApiResult<Option<String>> {
+    match body.get("user") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(u)) if u.is_empty() => Ok(None),
+        Some(Value::String(u)) => Ok(Some(u.clone())),
+        Some(other) => Err(ApiError::bad_request(format!("{} is not of type 'string', 'null'", params::py_repr(other)))),
+    }
+}
+
+/// `delay`: milliseconds, a non-negative integer, or null.
+fn delay_field(body: &Map<String, Value>) -> ApiResult<Option<u64>> {
+    match body.get("delay") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(ms) if ms >= 0 => Ok(Some(ms as u64)),
+            _ => Err(ApiError::bad_request(format!("{} is not a valid delay: use milliseconds, 0 to {}", params::py_repr(v), i64::MAX))),
+        },
     }
 }
 
@@ -114,6 +125,13 @@ pub async fn descendants(state: &AppState, parent: &Execution, depth: i64, withi
 /// Runs `original` again with its parameters merged with `overrides`.
 pub async fn rerun(state: &AppState, original: &Execution, body: &Value, caller: &Principal) -> ApiResult<Execution> {
     let Value::Object(body) = body else { return Err(ApiError::bad_request("The request body must be a JSON object")) };
+    for list in ["tasks", "reset"] {
+        match body.get(list) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+            Some(other) => return Err(ApiError::bad_request(format!("{} is not an array of strings ('{list}')", params::py_repr(other)))),
+        }
+    }
     let tasks = body.get("tasks").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
     if tasks {
         return Err(ApiError::bad_request("Task option is only supported for Orquesta workflows."));
@@ -124,12 +142,6 @@ pub async fn rerun(state: &AppState, original: &Execution, body: &Value, caller:
     }
     let mut context = Map::new();
     context.insert("re-run".into(), json!({"ref": original.id}));
-    let req = RunRequest {
-        action: original.action.ref_.clone(),
-        parameters,
-        context,
-        user: body.get("user").and_then(Value::as_str).filter(|u| !u.is_empty()).map(String::from),
-        delay: body.get("delay").and_then(Value::as_u64),
-    };
+    let req = RunRequest { action: original.action.ref_.clone(), parameters, context, user: user_field(body)?, delay: delay_field(body)? };
     run(state, req, caller).await
 }

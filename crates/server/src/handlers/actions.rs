@@ -33,6 +33,13 @@ const ACTION_FIELDS: &[&str] = &[
     "unavailable",
 ];
 
+#[utoipa::path(get, path = "/v1/actions", tag = "actions", operation_id = "listActions",
+    params(crate::openapi::ActionFilters, crate::openapi::Paging, crate::openapi::Projection),
+    responses(
+        (status = 200, description = "Actions, by pack then name", body = Vec<crate::openapi::Action>,
+            headers(("X-Total-Count" = u64, description = "How many match"), ("X-Limit" = u64, description = "The limit applied, when one was"))),
+        (status = 400, description = "A bad limit, offset or attribute list", body = crate::openapi::Error),
+    ))]
 pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
     caller.require(&state, "action_list", Resource::Global)?;
     let attributes = params.attributes(ACTION_FIELDS, &["parameters", "notify"])?;
@@ -60,6 +67,11 @@ pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params, ca
     }))
 }
 
+#[utoipa::path(get, path = "/v1/actions/{ref_or_id}", tag = "actions", operation_id = "getAction", params(crate::openapi::ActionPath),
+    responses(
+        (status = 200, description = "The action", body = crate::openapi::Action),
+        (status = 404, description = "`Resource with a reference or id \"X\" not found`", body = crate::openapi::Error),
+    ))]
 pub async fn get_action(State(state): State<Arc<AppState>>, Path(ref_or_id): Path<String>, caller: Principal) -> ApiResult<Json<Value>> {
     let action = state
         .catalog
@@ -72,6 +84,13 @@ pub async fn get_action(State(state): State<Arc<AppState>>, Path(ref_or_id): Pat
 const RUNNER_FIELDS: &[&str] =
     &["id", "uid", "name", "description", "enabled", "runner_package", "runner_module", "runner_parameters", "output_key", "output_schema"];
 
+#[utoipa::path(get, path = "/v1/runnertypes", tag = "actions", operation_id = "listRunnerTypes",
+    params(crate::openapi::RunnerFilters, crate::openapi::Paging, crate::openapi::Projection),
+    responses(
+        (status = 200, description = "Runner types, by name", body = Vec<crate::openapi::RunnerType>,
+            headers(("X-Total-Count" = u64, description = "How many match"), ("X-Limit" = u64, description = "The limit applied"))),
+        (status = 400, description = "A bad limit, offset or attribute list", body = crate::openapi::Error),
+    ))]
 pub async fn list_runners(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
     let attributes = params.attributes(RUNNER_FIELDS, RUNNER_FIELDS)?;
     let (limit, offset) = (limit(&params, 100, &caller)?, offset(&params)?);
@@ -90,6 +109,11 @@ pub async fn list_runners(State(state): State<Arc<AppState>>, params: Params, ca
     }))
 }
 
+#[utoipa::path(get, path = "/v1/runnertypes/{name_or_id}", tag = "actions", operation_id = "getRunnerType", params(crate::openapi::RunnerPath),
+    responses(
+        (status = 200, description = "The runner type", body = crate::openapi::RunnerType),
+        (status = 404, description = "No such runner", body = crate::openapi::Error),
+    ))]
 pub async fn get_runner(State(state): State<Arc<AppState>>, Path(name_or_id): Path<String>) -> ApiResult<Json<Value>> {
     state
         .catalog

@@ -49,10 +49,21 @@ pub async fn check_password(state: &AppState, user: &str, password: String) -> A
 }
 
 /// `POST /tokens`: a token for HTTP Basic credentials.
+#[utoipa::path(post, path = "/auth/v1/tokens", tag = "auth", operation_id = "createToken", security(("basic" = [])),
+    request_body(content = Option<crate::openapi::TokenRequest>, description = "Optional; `{}` or empty for the default lifetime", content_type = "application/json"),
+    responses(
+        (status = 201, description = "A token", body = crate::openapi::Token,
+            headers(("X-API-URL" = String, description = "The public API URL"))),
+        (status = 400, description = "A bad body or a `ttl` above the maximum", body = crate::openapi::Error),
+        (status = 401, description = "`Invalid or missing credentials`", body = crate::openapi::Error),
+    ))]
 pub async fn create_token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     let (user, password) = basic_credentials(&headers).ok_or_else(|| ApiError::unauthorized(BAD_LOGIN))?;
     check_password(&state, &user, password).await?;
     let body = json_body(&body)?;
+    if !body.is_object() {
+        return Err(ApiError::bad_request("The request body must be a JSON object"));
+    }
     let max = state.auth.token_ttl;
     let ttl = match body.get("ttl") {
         None | Some(Value::Null) => max,
@@ -79,6 +90,12 @@ pub async fn create_token(State(state): State<Arc<AppState>>, headers: HeaderMap
 }
 
 /// `POST /tokens/validate`.
+#[utoipa::path(post, path = "/auth/v1/tokens/validate", tag = "auth", operation_id = "validateToken", security(()),
+    request_body(content = crate::openapi::TokenCheck, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Whether the token is valid", body = crate::openapi::TokenValidity),
+        (status = 400, description = "No `token`, or not JSON", body = crate::openapi::Error),
+    ))]
 pub async fn validate_token(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
     let body = json_body(&body)?;
     let token = body.get("token").and_then(Value::as_str).ok_or_else(|| ApiError::bad_request("'token' is a required property"))?;
@@ -87,6 +104,8 @@ pub async fn validate_token(State(state): State<Arc<AppState>>, body: Bytes) -> 
 }
 
 /// `GET /user`: who the caller is (`st2 whoami`).
+#[utoipa::path(get, path = "/v1/user", tag = "auth", operation_id = "whoami",
+    responses((status = 200, description = "The caller", body = crate::openapi::Identity)))]
 pub async fn whoami(State(state): State<Arc<AppState>>, caller: Principal) -> Json<Value> {
     let mut authentication = json!({"location": caller.location});
     match caller.method {
@@ -126,20 +145,50 @@ async fn own_key(state: &AppState, caller: &Principal, id: &str, permission: &st
     Ok(key)
 }
 
+#[utoipa::path(get, path = "/v1/apikeys", tag = "auth", operation_id = "listApiKeys",
+    responses((status = 200, description = "The caller's API keys (every key for an admin)", body = Vec<crate::openapi::ApiKeyDoc>)))]
 pub async fn list_api_keys(State(state): State<Arc<AppState>>, caller: Principal) -> ApiResult<Json<Value>> {
     let all_visible = state.rbac.allows(&caller.user, "api_key_list", Resource::Global);
     let keys = state.store.api_keys().await?;
     Ok(Json(Value::Array(keys.iter().filter(|k| all_visible || k.user == caller.user).map(api_key_json).collect())))
 }
 
+#[utoipa::path(get, path = "/v1/apikeys/{id}", tag = "auth", operation_id = "getApiKey", params(crate::openapi::KeyPath),
+    responses(
+        (status = 200, description = "The API key", body = crate::openapi::ApiKeyDoc),
+        (status = 404, description = "No such key", body = crate::openapi::Error),
+    ))]
 pub async fn get_api_key(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal) -> ApiResult<Json<Value>> {
     Ok(Json(api_key_json(&own_key(&state, &caller, &id, "api_key_view").await?)))
 }
 
+#[utoipa::path(post, path = "/v1/apikeys", tag = "auth", operation_id = "createApiKey",
+    request_body(content = Option<crate::openapi::ApiKeyRequest>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new key, with its secret", body = crate::openapi::NewApiKey),
+        (status = 400, description = "A bad body", body = crate::openapi::Error),
+    ))]
 /// `POST /apikeys`: the plaintext `key` is in this response only.
 pub async fn create_api_key(State(state): State<Arc<AppState>>, caller: Principal, body: Bytes) -> ApiResult<Response> {
     let body = json_body(&body)?;
-    let user = body.get("user").and_then(Value::as_str).filter(|u| !u.is_empty()).unwrap_or(&caller.user).to_string();
+    let Value::Object(body) = body else { return Err(ApiError::bad_request("The request body must be a JSON object")) };
+    let wrong_type = |v: &Value, kind: &str| ApiError::bad_request(format!("{} is not of type '{kind}'", squall_core::params::py_repr(v)));
+    let user = match body.get("user") {
+        None | Some(Value::Null) => caller.user.clone(),
+        Some(Value::String(u)) if u.is_empty() => caller.user.clone(),
+        Some(Value::String(u)) => u.clone(),
+        Some(other) => return Err(wrong_type(other, "string")),
+    };
+    let enabled = match body.get("enabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(wrong_type(other, "boolean")),
+    };
+    let metadata = match body.get("metadata") {
+        None | Some(Value::Null) => json!({}),
+        Some(m @ Value::Object(_)) => m.clone(),
+        Some(other) => return Err(wrong_type(other, "object")),
+    };
     if user != caller.user && !caller.is_admin {
         return Err(ApiError::forbidden(format!(
             "User \"{}\" doesn't have required permission \"api_key_create\" for another user",
@@ -147,20 +196,20 @@ pub async fn create_api_key(State(state): State<Arc<AppState>>, caller: Principa
         )));
     }
     let key = new_secret();
-    let record = ApiKeyRecord {
-        id: new_id(),
-        key_hash: hash_secret(&key),
-        user,
-        enabled: body.get("enabled").and_then(Value::as_bool).unwrap_or(true),
-        metadata: body.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        created: Timestamp::now(),
-    };
+    let record = ApiKeyRecord { id: new_id(), key_hash: hash_secret(&key), user, enabled, metadata, created: Timestamp::now() };
     state.store.insert_api_key(&record).await?;
     let mut doc = api_key_json(&record);
     doc["key"] = json!(key);
     Ok((StatusCode::CREATED, Json(doc)).into_response())
 }
 
+#[utoipa::path(put, path = "/v1/apikeys/{id}", tag = "auth", operation_id = "updateApiKey", params(crate::openapi::KeyPath),
+    request_body(content = crate::openapi::ApiKeyUpdate, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The key, updated", body = crate::openapi::ApiKeyDoc),
+        (status = 400, description = "No `enabled`, or not JSON", body = crate::openapi::Error),
+        (status = 404, description = "No such key", body = crate::openapi::Error),
+    ))]
 /// `PUT /apikeys/{id}`: enable or disable.
 pub async fn update_api_key(
     State(state): State<Arc<AppState>>,
@@ -176,6 +225,11 @@ pub async fn update_api_key(
     Ok(Json(api_key_json(&ApiKeyRecord { enabled, ..key })))
 }
 
+#[utoipa::path(delete, path = "/v1/apikeys/{id}", tag = "auth", operation_id = "deleteApiKey", params(crate::openapi::KeyPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such key", body = crate::openapi::Error),
+    ))]
 pub async fn delete_api_key(State(state): State<Arc<AppState>>, Path(id): Path<String>, caller: Principal) -> ApiResult<StatusCode> {
     let key = own_key(&state, &caller, &id, "api_key_delete").await?;
     state.store.delete_api_key(&key.id).await?;

@@ -16,6 +16,8 @@ const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /livez`: the process answers HTTP. Nothing else is checked, so a supervisor restarts
 /// only a server that is truly stuck.
+#[utoipa::path(get, path = "/livez", tag = "operator", operation_id = "livez", security(()),
+    responses((status = 200, description = "The process answers", body = crate::openapi::Liveness)))]
 pub async fn livez() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
@@ -23,6 +25,11 @@ pub async fn livez() -> Json<Value> {
 /// `GET /readyz`: 200 when this node can do its work — the store answers (its migrations were
 /// applied before the node began serving) and the node is not shutting down, so its runner
 /// (if it has one) takes work; 503 with the failing checks otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "operator", operation_id = "readyz", security(()),
+    responses(
+        (status = 200, description = "Ready", body = crate::openapi::Readiness),
+        (status = 503, description = "Not ready: the failing checks", body = crate::openapi::Readiness),
+    ))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let store = match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => Ok(()),

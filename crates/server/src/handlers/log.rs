@@ -59,6 +59,13 @@ fn line_json(line: &LineRef) -> Value {
 /// `GET /executions/{id}/lines?from=N&count=K`: lines `N..N+K` (`from=-K`: the last K),
 /// with the log's line count and the execution's status read before them, so a client that
 /// sees a finished status knows it has every line.
+#[utoipa::path(get, path = "/v1/executions/{id}/lines", tag = "output", operation_id = "executionLines",
+    params(crate::openapi::IdPath, crate::openapi::LinesQuery),
+    responses(
+        (status = 200, description = "The lines", body = crate::openapi::Lines),
+        (status = 400, description = "A bad `from` or `count`", body = crate::openapi::Error),
+        (status = 404, description = "No such execution", body = crate::openapi::Error),
+    ))]
 pub async fn lines(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Response> {
     let e = find_for(&state, &id, &caller, "execution_view").await?;
     let count = params.int("count")?.unwrap_or(DEFAULT_LINES);
@@ -161,6 +168,13 @@ const PROGRESS_EVERY: u64 = 64 << 20;
 /// `limit` hits, `{"progress": {"bytes": B}}` now and then, and a last
 /// `{"done": true, "count": C, "lines": L}` (`stopped` when `stop_after` ended it early). Literal
 /// and case-insensitive unless asked otherwise; matched against the text the viewer shows.
+#[utoipa::path(get, path = "/v1/executions/{id}/search", tag = "output", operation_id = "searchExecutionOutput",
+    params(crate::openapi::IdPath, crate::openapi::SearchQuery),
+    responses(
+        (status = 200, description = "Hits, progress and a last summary, one JSON object a line", content_type = "application/x-ndjson", body = crate::openapi::SearchLine),
+        (status = 400, description = "No `q` (and nothing narrowing the lines), a bad regular expression or number", body = crate::openapi::Error),
+        (status = 404, description = "No such execution", body = crate::openapi::Error),
+    ))]
 pub async fn search(State(state): State<Arc<AppState>>, Path(id): Path<String>, params: Params, caller: Principal) -> ApiResult<Response> {
     let e = find_for(&state, &id, &caller, "execution_view").await?;
     let query = Query::parse(&params)?;

@@ -39,6 +39,11 @@ pub fn json_body(body: &axum::body::Bytes) -> crate::error::ApiResult<Value> {
 
 /// `GET /v1/` — the API's version document.
 /// `GET /`: StackStorm's root document, or the web console for a browser.
+#[utoipa::path(get, path = "/v1/", tag = "operator", operation_id = "root",
+    responses(
+        (status = 200, description = "The version document", body = crate::openapi::Version),
+        (status = 303, description = "A browser (`Accept: text/html`) is sent to the web console at `/ui/`; no credentials needed"),
+    ))]
 pub async fn root(headers: HeaderMap) -> axum::response::Response {
     use axum::response::IntoResponse;
     if crate::ui::wants_console(&headers) {
@@ -54,6 +59,8 @@ pub async fn fallback() -> crate::error::ApiError {
 }
 
 /// `GET /squall/stats`: live state of this node and the nodes it knows, for operators and tests.
+#[utoipa::path(get, path = "/v1/squall/stats", tag = "operator", operation_id = "stats",
+    responses((status = 200, description = "This node and the nodes it knows", body = crate::openapi::Stats)))]
 pub async fn stats(
     axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::AppState>>,
 ) -> crate::error::ApiResult<Json<Value>> {

@@ -240,6 +240,16 @@ async fn resume_point(state: &AppState, id: &str, caller: &Principal, headers: &
     }
 }
 
+#[utoipa::path(get, path = "/v1/executions/{id}/output", tag = "output", operation_id = "executionOutput",
+    params(crate::openapi::IdPath, crate::openapi::OutputFilter),
+    description = "The stored output as plain text: every chunk so far, in order; it never waits for more. Through the stream service \
+        (`/stream/v1/…`), or with `Accept: text/event-stream` or `Accept: application/vnd.squall.records`, the same path follows the \
+        output live instead (see `streamExecutionOutput`).",
+    responses(
+        (status = 200, description = "The output so far", content_type = "text/plain; charset=utf-8", body = String),
+        (status = 400, description = "A query string that cannot be read, or a parameter given twice", body = crate::openapi::Error),
+        (status = 404, description = "No such execution", body = crate::openapi::Error),
+    ))]
 /// `GET /executions/{id}/output`: plain text on the API service, SSE on the stream service
 /// (or when the client asks for `text/event-stream`).
 pub async fn output(
@@ -330,6 +340,15 @@ pub async fn raw(
     Ok(streaming_response(TEXT, body))
 }
 
+#[utoipa::path(get, path = "/v1/executions/{id}/stdout", tag = "output", operation_id = "executionStdout",
+    params(crate::openapi::IdPath, crate::openapi::HostQuery, ("Range" = Option<String>, Header, description = "`bytes=A-B` of a finished execution's stdout")),
+    responses(
+        (status = 200, description = "The raw bytes, then live ones until the execution ends", content_type = "text/plain; charset=utf-8", body = String),
+        (status = 206, description = "The range asked for", content_type = "text/plain; charset=utf-8", body = String),
+        (status = 400, description = "A query string that cannot be read, or a parameter given twice", body = crate::openapi::Error),
+        (status = 404, description = "No such execution", body = crate::openapi::Error),
+        (status = 416, description = "The range is outside the stream"),
+    ))]
 /// `GET /executions/{id}/stdout`: raw stdout, followed live to the end; a finished execution's
 /// also answers a single `Range: bytes=…` with 206.
 pub async fn stdout(
@@ -342,6 +361,15 @@ pub async fn stdout(
     raw(state, id, params, headers, caller, StreamKind::Stdout).await
 }
 
+#[utoipa::path(get, path = "/v1/executions/{id}/stderr", tag = "output", operation_id = "executionStderr",
+    params(crate::openapi::IdPath, crate::openapi::HostQuery, ("Range" = Option<String>, Header, description = "`bytes=A-B` of a finished execution's stderr")),
+    responses(
+        (status = 200, description = "The raw bytes, then live ones until the execution ends", content_type = "text/plain; charset=utf-8", body = String),
+        (status = 206, description = "The range asked for", content_type = "text/plain; charset=utf-8", body = String),
+        (status = 400, description = "A query string that cannot be read, or a parameter given twice", body = crate::openapi::Error),
+        (status = 404, description = "No such execution", body = crate::openapi::Error),
+        (status = 416, description = "The range is outside the stream"),
+    ))]
 /// `GET /executions/{id}/stderr`: as `stdout`, for stderr.
 pub async fn stderr(
     State(state): State<Arc<AppState>>,
@@ -395,6 +423,14 @@ impl Filters {
     }
 }
 
+#[utoipa::path(get, path = "/stream/v1/stream", tag = "stream", operation_id = "stream",
+    params(crate::openapi::StreamQuery),
+    description = "Server-sent events (`event:` the name, `data:` the JSON), with a keep-alive newline after each quiet `[stream] heartbeat`; \
+        it lasts until the client leaves, the token expires, or the `end_execution_id` completes. Also at `/v1/stream`, `/stream` and `/api/v1/stream`.",
+    responses(
+        (status = 200, description = "The events", content_type = "text/event-stream", body = crate::openapi::StreamEvent),
+        (status = 400, description = "A query string that cannot be read, or a parameter given twice", body = crate::openapi::Error),
+    ))]
 /// `GET /stream`: StackStorm's event stream. A request that names an `end_execution_id` with
 /// `end_event=st2.execution__update` (what `st2 execution tail` sends) is served from that
 /// execution's own channel: subscribe first, then emit its current `running` state, replay its
