@@ -45,22 +45,8 @@ fn slowhttptest(args: &[&str], url: &str) -> std::process::Child {
 }
 
 fn plain(out: &[u8]) -> String {
-    // slowhttptest colours its report; the escapes go.
-    let text = String::from_utf8_lossy(out);
-    let mut plain = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
+    // slowhttptest colours its report.
+    strip_ansi(&String::from_utf8_lossy(out))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

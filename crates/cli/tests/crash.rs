@@ -61,14 +61,6 @@ async fn view(url: String, connected: tokio::sync::oneshot::Sender<()>) -> (Opti
     (last, text)
 }
 
-async fn integrity_check(s: &Server) {
-    use sqlx::Connection;
-    let url = format!("sqlite://{}?mode=ro", s.data_dir().join("squall.db").display());
-    let mut db = sqlx::SqliteConnection::connect(&url).await.expect("open the database read-only");
-    let (verdict,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&mut db).await.unwrap();
-    assert_eq!(verdict, "ok", "SQLite integrity check");
-}
-
 #[tokio::test]
 async fn kill_9_at_random_moments_loses_and_corrupts_nothing() {
     let kills: usize = std::env::var("SQUALL_TEST_CRASH_KILLS").ok().and_then(|n| n.parse().ok()).unwrap_or(50);

@@ -73,14 +73,6 @@ async fn notes(s: &Server, id: &str) -> Vec<String> {
         .collect()
 }
 
-async fn integrity_check(s: &Server) {
-    use sqlx::Connection;
-    let url = format!("sqlite://{}?mode=ro", s.data_dir().join("squall.db").display());
-    let mut db = sqlx::SqliteConnection::connect(&url).await.expect("open the database read-only");
-    let (verdict,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&mut db).await.unwrap();
-    assert_eq!(verdict, "ok", "SQLite integrity check");
-}
-
 #[tokio::test]
 async fn a_full_disk_holds_output_back_and_loses_nothing_once_space_is_freed() {
     const LINES: u64 = 2_000_000;

@@ -26,9 +26,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 impl Params {
     /// The query parameters of `uri`; a query string that does not decode is a 400.
     pub fn from_uri(uri: &Uri) -> Result<Params, ApiError> {
-        let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
-            .map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))?
-            .0;
+        let pairs =
+            Query::<Vec<(String, String)>>::try_from_uri(uri).map_err(|e| ApiError::bad_request(format!("Invalid query string: {e}")))?.0;
         let mut params = HashMap::with_capacity(pairs.len());
         for (name, value) in pairs {
             // A list is one comma-separated parameter; a repeated one would silently lose values.

@@ -293,3 +293,31 @@ pub fn output_text(events: &[Event]) -> String {
         .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["data"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// `s` without terminal colour codes (CSI sequences), as a terminal would show it.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Opens the server's SQLite database read-only and asserts `PRAGMA integrity_check` says `ok`.
+pub async fn integrity_check(s: &Server) {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", s.data_dir().join("squall.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.expect("open the database read-only");
+    let (verdict,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&mut db).await.unwrap();
+    assert_eq!(verdict, "ok", "SQLite integrity check");
+}

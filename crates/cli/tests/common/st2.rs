@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
-use crate::common::Server;
+use crate::common::{Server, strip_ansi};
 
 /// Output chunks with the time each arrived, shared with the reader thread.
 type Captured = Arc<Mutex<Vec<(Duration, Vec<u8>)>>>;
@@ -255,24 +255,6 @@ impl Out {
     pub fn line_time(&self, line: &str) -> Duration {
         self.timed_lines().into_iter().find(|(_, l)| l == line).unwrap_or_else(|| panic!("no line {line:?} in {self}")).0
     }
-}
-
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' && chars.peek() == Some(&'[') {
-            chars.next();
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 pub fn completed(id: &str, status: &str) -> String {
