@@ -26,9 +26,7 @@
 //! The types below describe response and request bodies only; the handlers build their JSON
 //! with `serde_json` (see [`crate::wire`]), so these types are never constructed.
 
-use std::sync::OnceLock;
-
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::header;
