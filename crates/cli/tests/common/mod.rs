@@ -87,7 +87,9 @@ impl Server {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server announced its address");
+        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|e| {
+            panic!("the server did not announce its address ({e}); it logged:\n{}", self.log.lock().unwrap().join("\n"))
+        });
         self.port = addr.rsplit(':').next().unwrap().parse().unwrap();
         self.base = format!("http://{addr}");
         self.child = Some(child);
