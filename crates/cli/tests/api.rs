@@ -308,3 +308,15 @@ async fn secrets_are_sealed_at_rest_and_the_data_directory_is_private() {
     assert_eq!(shown["parameters"]["sudo_password"], "hunter2-sudo", "the key outlives a restart");
     assert_eq!(shown["parameters"]["env"]["DB_PASSWORD"], "hunter2-in-env");
 }
+
+#[tokio::test]
+async fn a_user_name_with_a_nul_character_is_refused_on_every_backend() {
+    let s = Server::start();
+    for (path, body) in [
+        ("/v1/apikeys", json!({"user": "eve\u{0}admin"})),
+        ("/v1/executions", json!({"action": "core.local", "parameters": {"cmd": "true"}, "user": "eve\u{0}admin"})),
+    ] {
+        let (status, answer) = post(&s, path, body).await;
+        assert_eq!((status, answer["faultstring"].as_str()), (400, Some("user must not contain a NUL character")), "{path}");
+    }
+}

@@ -630,8 +630,8 @@ pub struct NewApiKey {
 /// The body of `POST /v1/apikeys`.
 #[derive(ToSchema)]
 pub struct ApiKeyRequest {
-    /// Whose key (default: the caller; someone else needs admin).
-    #[schema(required = false, nullable)]
+    /// Whose key (default: the caller; someone else needs admin). No user name holds a NUL.
+    #[schema(required = false, nullable, pattern = r"^[^\u0000]*$")]
     pub user: String,
     /// Default true.
     #[schema(required = false, nullable)]
@@ -800,8 +800,8 @@ pub struct ExecutionRequest {
     pub action: String,
     #[schema(required = false, nullable, value_type = Object)]
     pub parameters: Value,
-    /// Run as this user (admins only; null or absent: the caller).
-    #[schema(required = false, nullable)]
+    /// Run as this user (admins only; null or absent: the caller). No user name holds a NUL.
+    #[schema(required = false, nullable, pattern = r"^[^\u0000]*$")]
     pub user: String,
     #[schema(required = false, nullable, value_type = Object)]
     pub context: Value,
@@ -821,7 +821,7 @@ pub struct ReRunRequest {
     pub tasks: Vec<String>,
     #[schema(required = false, nullable)]
     pub reset: Vec<String>,
-    #[schema(required = false, nullable)]
+    #[schema(required = false, nullable, pattern = r"^[^\u0000]*$")]
     pub user: String,
     #[schema(required = false, nullable, minimum = 0)]
     pub delay: u64,

@@ -38,11 +38,13 @@ impl RunRequest {
     }
 }
 
-/// `user`: a string, or null or empty for the caller.
-fn user_field(body: &Map<String, Value>) -> ApiResult<Option<String>> {
+/// `user`: a string, or null or empty for the caller. No user name holds a NUL character
+/// (PostgreSQL cannot even store one).
+pub fn user_field(body: &Map<String, Value>) -> ApiResult<Option<String>> {
     match body.get("user") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(u)) if u.is_empty() => Ok(None),
+        Some(Value::String(u)) if u.contains('\0') => Err(ApiError::bad_request("user must not contain a NUL character")),
         Some(Value::String(u)) => Ok(Some(u.clone())),
         Some(other) => Err(ApiError::bad_request(format!("{} is not of type 'string', 'null'", params::py_repr(other)))),
     }

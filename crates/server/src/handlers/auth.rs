@@ -173,12 +173,7 @@ pub async fn create_api_key(State(state): State<Arc<AppState>>, caller: Principa
     let body = json_body(&body)?;
     let Value::Object(body) = body else { return Err(ApiError::bad_request("The request body must be a JSON object")) };
     let wrong_type = |v: &Value, kind: &str| ApiError::bad_request(format!("{} is not of type '{kind}'", squall_core::params::py_repr(v)));
-    let user = match body.get("user") {
-        None | Some(Value::Null) => caller.user.clone(),
-        Some(Value::String(u)) if u.is_empty() => caller.user.clone(),
-        Some(Value::String(u)) => u.clone(),
-        Some(other) => return Err(wrong_type(other, "string")),
-    };
+    let user = crate::service::user_field(&body)?.unwrap_or_else(|| caller.user.clone());
     let enabled = match body.get("enabled") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
