@@ -17,11 +17,6 @@ fn secure_server(extra: &[(&str, &str)]) -> Server {
     Server::start_with(&env)
 }
 
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
-}
-
 async fn login(s: &Server, user: &str, password: &str) -> String {
     let r =
         reqwest::Client::new().post(s.url("/tokens")).header("authorization", basic(user, password)).json(&json!({})).send().await.unwrap();
@@ -29,18 +24,6 @@ async fn login(s: &Server, user: &str, password: &str) -> String {
     let t: Value = r.json().await.unwrap();
     assert_eq!(t["user"], user);
     t["token"].as_str().unwrap().to_string()
-}
-
-fn add_user(s: &Server, name: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_squall"))
-        .args(["user", "add", name, "--data-dir"])
-        .arg(s.data_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(child.wait().unwrap().success());
 }
 
 async fn call(method: reqwest::Method, url: String, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {

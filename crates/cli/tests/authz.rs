@@ -25,13 +25,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, Sse, write_file};
+use common::{Server, Sse, add_user, basic, write_file};
 use serde_json::{Value, json};
 
 /// The expected outcome of every cell. One row per request and resource; one cell per caller
@@ -445,23 +444,6 @@ struct World {
     captured: Mutex<Vec<Captured>>,
     /// Executions created by the matrix: id → the user the table expected.
     created: Mutex<BTreeMap<String, String>>,
-}
-
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
-}
-
-fn add_user(s: &Server, name: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_squall"))
-        .args(["user", "add", name, "--data-dir"])
-        .arg(s.data_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(child.wait().unwrap().success());
 }
 
 /// The `authz` pack (what alice and bob are granted) and the RBAC definitions.

@@ -24,11 +24,6 @@ fn secure_server() -> Server {
     Server::start_with(&[("SQUALL_AUTH__ENABLE", "true"), ("SQUALL_ADMIN_PASSWORD", PASS)])
 }
 
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
-}
-
 /// `POST /tokens` as st2admin (optionally with a TTL); returns the token.
 async fn new_token(s: &Server, ttl: Option<u64>) -> String {
     let body = ttl.map_or(json!({}), |ttl| json!({ "ttl": ttl }));

@@ -706,7 +706,8 @@ pub struct RunnerType {
     pub output_schema: Value,
 }
 
-/// An execution's status (StackStorm's exact strings).
+/// An execution's status (StackStorm's exact strings); a unit test keeps it equal to
+/// `squall_core::Status::ALL`.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 pub enum Status {
@@ -998,6 +999,19 @@ mod tests {
             }
         }
         ops
+    }
+
+    #[test]
+    fn the_documented_statuses_are_the_core_s() {
+        let doc = document();
+        let documented: Vec<&str> = doc["components"]["schemas"]["Status"]["enum"]
+            .as_array()
+            .expect("Status is an enum")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let core: Vec<&str> = squall_core::Status::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(documented, core, "openapi::Status must list squall_core::Status::ALL, in order");
     }
 
     #[test]

@@ -323,3 +323,23 @@ pub async fn integrity_check(s: &Server) {
     let (verdict,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&mut db).await.unwrap();
     assert_eq!(verdict, "ok", "SQLite integrity check");
 }
+
+/// An `Authorization: Basic` header value.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// Adds a squall user with `squall user add` (the password on stdin) to the server's data.
+pub fn add_user(s: &Server, name: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_squall"))
+        .args(["user", "add", name, "--data-dir"])
+        .arg(s.data_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait().unwrap().success());
+}
