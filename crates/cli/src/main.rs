@@ -3,6 +3,7 @@
 mod client;
 mod config;
 mod keyfile;
+mod memory;
 mod pack;
 mod purge;
 mod server;
