@@ -342,11 +342,11 @@ async fn secrets_are_masked_in_the_log_and_never_in_argv() {
         &pack.join("actions/leak.yaml"),
         "name: leak\nrunner_type: local-shell-script\nentry_point: leak.sh\nparameters:\n  password:\n    type: string\n    secret: true\n    required: true\n",
     );
-    // Prints the secret one byte at a time with pauses, on both streams, then sleeps so the
-    // process table can be inspected.
+    // Prints the secret one byte at a time with pauses, on both streams, then base64-encoded,
+    // then sleeps so the process table can be inspected.
     write_file(
         &pack.join("actions/leak.sh"),
-        "#!/bin/sh\npw=\"${1#--password=}\"\ni=1\nwhile [ $i -le ${#pw} ]; do printf '%s' \"$(echo \"$pw\" | cut -c$i)\"; sleep 0.02; i=$((i+1)); done\necho\necho \"err:$pw\" >&2\necho \"token:$ST2_ACTION_AUTH_TOKEN\"\nsleep 1\nprintf 'ends-with:Tr0ub'\n",
+        "#!/bin/sh\npw=\"${1#--password=}\"\ni=1\nwhile [ $i -le ${#pw} ]; do printf '%s' \"$(echo \"$pw\" | cut -c$i)\"; sleep 0.02; i=$((i+1)); done\necho\necho \"err:$pw\" >&2\nprintf 'b64:'; printf '%s' \"$pw\" | base64\nprintf '%s' \"ab$pw\" | base64\necho \"token:$ST2_ACTION_AUTH_TOKEN\"\nsleep 1\nprintf 'ends-with:Tr0ub'\n",
     );
     let mut s = s;
     s.restart();
@@ -416,6 +416,12 @@ async fn secrets_are_masked_in_the_log_and_never_in_argv() {
         assert!(text.contains("********"), "{name}: {text}");
     }
     assert!(stored.contains("err:********"), "stderr masked too: {stored}");
+    // Encoded, at two alignments: what only the secret's bytes determine is masked.
+    use base64::Engine;
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let (plain, shifted) = (b64(secret), b64(&format!("ab{secret}")));
+    assert!(stored.contains("b64:********\n"), "{stored}");
+    assert!(!stored.contains(&plain[..8]) && !stored.contains(&shifted[4..12]), "base64 of the secret leaked: {stored}");
     assert!(stored.ends_with("ends-with:Tr0ub"), "a held-back prefix that never became the secret is released at the end: {stored}");
     // The action's own token is masked and revoked once the action is done.
     let action_token = stored.lines().find_map(|l| l.strip_prefix("token:")).unwrap();

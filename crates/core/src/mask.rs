@@ -214,6 +214,80 @@ impl Prefixes {
     }
 }
 
+/// The forms in which a secret reaches output without being printed as itself, as actions leak
+/// them in practice: inside base64 (`echo $TOKEN | base64`, basic-auth headers; standard and
+/// URL-safe alphabets, at each of the three byte alignments it can have inside a longer encoded
+/// text), JSON-escaped (`serde_json` and Python's `json.dumps`, which escapes non-ASCII as
+/// `\uXXXX`), and percent-encoded (RFC 3986 strict, with `+` for space as in forms, and with `/`
+/// kept as Python's `quote` does). Forms equal to the secret itself are left out. Masking them
+/// all keeps [`Masker`]'s guarantees: each form is just one more value to mask.
+pub fn encoded_forms(secret: &str) -> Vec<String> {
+    let mut forms = base64_fragments(secret.as_bytes());
+    let json = serde_json::to_string(secret).expect("a string always serialises");
+    let json = &json[1..json.len() - 1];
+    forms.push(json.to_string());
+    forms.push(ascii_json(json));
+    for (space_as_plus, keep_slash) in [(false, false), (true, false), (false, true)] {
+        forms.push(percent_encoded(secret.as_bytes(), space_as_plus, keep_slash));
+    }
+    forms.retain(|f| f != secret && !f.is_empty());
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// The base64 characters that depend on the secret's bytes alone, for each alignment of its
+/// first byte in a 3-byte group: whatever surrounds the secret, its encoding contains one of
+/// them.
+fn base64_fragments(secret: &[u8]) -> Vec<String> {
+    use base64::Engine;
+    let mut fragments = Vec::new();
+    for align in 0..3 {
+        let mut shifted = vec![0u8; align];
+        shifted.extend_from_slice(secret);
+        let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&shifted);
+        // Character j encodes bits 6j..6j+6; the secret's bits are 8·align..8·(align + len).
+        let (first, end) = ((8 * align).div_ceil(6), 8 * (align + secret.len()) / 6);
+        if end > first {
+            let standard = encoded[first..end].to_string();
+            let url_safe = standard.replace('+', "-").replace('/', "_");
+            fragments.extend([standard, url_safe]);
+        }
+    }
+    fragments
+}
+
+/// `json` (already escaped by `serde_json`) with every non-ASCII character as `\uXXXX` (UTF-16,
+/// lower-case hex), as Python's `json.dumps` writes it.
+fn ascii_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// Percent-encoding: every byte but RFC 3986's unreserved ones (and `/`, with `keep_slash`) as
+/// `%XX`; a space as `+` with `space_as_plus`.
+fn percent_encoded(secret: &[u8], space_as_plus: bool, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(secret.len() * 3);
+    for &b in secret {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(char::from(b)),
+            b'/' if keep_slash => out.push('/'),
+            b' ' if space_as_plus => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// Whether an environment variable's name suggests its value is a secret.
 pub fn secret_env_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -458,6 +532,59 @@ mod tests {
                 proptest::prop_assert!(!got.windows(s.len()).any(|w| w == *s), "secret {:?} in the output", s);
             }
         }
+    }
+
+    /// Masks `text` with `secret` and all its encoded forms, in one write.
+    fn masked_with_forms(secret: &str, text: &[u8]) -> Vec<u8> {
+        let mut values = encoded_forms(secret);
+        values.push(secret.to_string());
+        run(&mut Masker::new(&values, 1), &[text])
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Wherever a secret sits inside base64-encoded text, standard or URL-safe, the
+        /// characters that encode only the secret's bits (all but the partial ones at either
+        /// end) do not survive masking.
+        #[test]
+        fn a_secret_inside_base64_is_masked_at_any_alignment(
+            secret in "\\PC{2,30}",
+            before in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..7),
+            after in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..7),
+            url_safe in proptest::prelude::any::<bool>(),
+        ) {
+            use base64::Engine;
+            let engine = if url_safe { base64::engine::general_purpose::URL_SAFE } else { base64::engine::general_purpose::STANDARD };
+            let whole = engine.encode([before.as_slice(), secret.as_bytes(), &after].concat()).into_bytes();
+            let masked = masked_with_forms(&secret, &whole);
+            let (first, end) = ((8 * before.len()).div_ceil(6), 8 * (before.len() + secret.len()) / 6);
+            let run = &whole[first..end];
+            proptest::prop_assert!(masked.windows(MASK.len()).any(|w| w == MASK), "nothing masked in {:?}", String::from_utf8_lossy(&masked));
+            proptest::prop_assert!(!masked.windows(run.len()).any(|w| w == run), "{:?} survives in {:?}", String::from_utf8_lossy(run), String::from_utf8_lossy(&masked));
+        }
+    }
+
+    #[test]
+    fn json_and_url_escaped_secrets_are_masked() {
+        let secret = "p\u{e4}\"s s/w\\rd\n";
+        let cases = [
+            // serde_json, and Python's json.dumps (non-ASCII as \uXXXX)
+            serde_json::json!({"pw": secret}).to_string(),
+            r#"{"pw": "p\u00e4\"s s/w\\rd\n"}"#.to_string(),
+            // percent-encoded: strict, form (+ for space), and Python's quote (keeps /)
+            "https://h/?pw=p%C3%A4%22s%20s%2Fw%5Crd%0A".to_string(),
+            "pw=p%C3%A4%22s+s%2Fw%5Crd%0A&x=1".to_string(),
+            "/login/p%C3%A4%22s%20s/w%5Crd%0A".to_string(),
+        ];
+        for text in cases {
+            let masked = String::from_utf8(masked_with_forms(secret, text.as_bytes())).unwrap();
+            assert!(masked.contains("********") && !masked.contains("s%2Fw") && !masked.contains("s s/w") && !masked.contains("s+s"), "{text} → {masked}");
+        }
+        // A secret that no escaping changes has only its base64 forms, one per alignment at
+        // least (the URL-safe ones are the same when no `+` or `/` appears).
+        let forms = encoded_forms("Tr0ub4dor");
+        assert!((3..=6).contains(&forms.len()) && forms.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "+/-_".contains(c))), "{forms:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use squall_bus::{Bus, ChangeKind, WorkQueue};
 use squall_core::sealed::SealingKey;
 use squall_core::shell::{Exit, shell_result, status_for};
-use squall_core::{Execution, OutputStats, Status, StreamKind, params};
+use squall_core::{Execution, OutputStats, Status, StreamKind, mask, params};
 use squall_store::{Store, StoreError, TokenRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -344,7 +344,10 @@ impl Worker {
         }
         let mut env = self.base_env(e);
         env.insert("ST2_ACTION_AUTH_TOKEN".into(), token.clone());
-        let mut masked = secret_values(e, &resolved);
+        let mut masked = secret_values(e, &resolved, self.settings.mask_min_length);
+        // The token itself only: its JSON and URL forms are the same 32 hex digits, and its
+        // base64 forms would make every execution hold back unfinished lines ending in any of
+        // six more characters, for a credential the action has no reason to encode.
         masked.push(token);
         let run = Run { resolved: &resolved, env, secrets: &secrets, masked: &masked };
         let outcome = self.run_action(e, run, stopper).await;
@@ -498,14 +501,17 @@ fn log_change(e: &Execution) {
 }
 
 /// Values to mask in the output: every secret value of the resolved parameters (defaults
-/// included), as [`params::for_each_secret`] finds them.
-fn secret_values(e: &Execution, resolved: &params::Resolved) -> Vec<String> {
+/// included), as [`params::for_each_secret`] finds them, and the encoded forms of those long
+/// enough to be masked at all ([`mask::encoded_forms`]).
+fn secret_values(e: &Execution, resolved: &params::Resolved, min_length: usize) -> Vec<String> {
     let mut values = Vec::new();
     for parameters in [&resolved.runner, &resolved.action] {
         params::for_each_secret(&e.runner, &e.action, &mut parameters.clone(), |_, v| {
             values.push(v.as_str().map_or_else(|| v.to_string(), str::to_string));
         });
     }
+    let forms: Vec<String> = values.iter().filter(|v| v.len() >= min_length).flat_map(|v| mask::encoded_forms(v)).collect();
+    values.extend(forms);
     values
 }
 
