@@ -1,8 +1,8 @@
 //! Soak: rounds of large jobs, each watched live by SSE viewers and read back whole, against one
 //! server. After every round the server's resident memory, open file descriptors and Tokio
-//! tasks are sampled once it is idle again: they must level off — the first rounds fill pools
-//! and glibc keeps a high-water mark, so growth is measured from the end of the second round,
-//! not from the start. Then the memory an idle SSE viewer costs, and that closing it frees its
+//! tasks are sampled once it is idle again and has trimmed its heap: they must level off — the
+//! first rounds fill pools, so growth is measured from the end of the second round, not from
+//! the start. Then the memory an idle SSE viewer costs, and that closing it frees its
 //! descriptor and task.
 //!
 //! CI runs 6 rounds of 16 jobs of 4.9 MB, enough to catch a gross leak; `SQUALL_TEST_SOAK_ROUNDS`
