@@ -68,6 +68,34 @@ async fn half_sent_headers_are_closed_after_the_header_timeout_while_others_are_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_connection_that_sends_nothing_or_part_of_the_http2_preface_is_closed_after_the_header_timeout() {
+    let server = Server::start_with(&[("SQUALL_API__HEADER_READ_TIMEOUT", "1")]);
+    let started = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..50).map(|_| connect(&server)).collect();
+    let mut preface: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut c = connect(&server);
+            c.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+            c
+        })
+        .collect();
+    for c in silent.iter_mut().chain(preface.iter_mut()) {
+        let got = read_until_closed(c, Duration::from_secs(10)).expect("a connection that sent nothing was still open 10 s later");
+        assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    }
+    let closed_by = started.elapsed();
+    println!("50 silent connections and 50 with part of the HTTP/2 preface closed within {closed_by:.2?} (header timeout 1 s)");
+    assert!(closed_by >= Duration::from_secs(1), "closed before the timeout: {closed_by:?}");
+    // HTTP/2 with prior knowledge still works: the whole preface gets the server's SETTINGS.
+    let mut h2 = connect(&server);
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").unwrap();
+    h2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut frame = [0u8; 9];
+    h2.read_exact(&mut frame).expect("the server's SETTINGS frame");
+    assert_eq!(frame[3], 0x04, "a SETTINGS frame: {frame:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let server = Server::start_with(&[("SQUALL_API__HEADER_READ_TIMEOUT", "1")]);
     let mut c = connect(&server);

@@ -579,12 +579,18 @@ mod tests {
         ];
         for text in cases {
             let masked = String::from_utf8(masked_with_forms(secret, text.as_bytes())).unwrap();
-            assert!(masked.contains("********") && !masked.contains("s%2Fw") && !masked.contains("s s/w") && !masked.contains("s+s"), "{text} → {masked}");
+            assert!(
+                masked.contains("********") && !masked.contains("s%2Fw") && !masked.contains("s s/w") && !masked.contains("s+s"),
+                "{text} → {masked}"
+            );
         }
         // A secret that no escaping changes has only its base64 forms, one per alignment at
         // least (the URL-safe ones are the same when no `+` or `/` appears).
         let forms = encoded_forms("Tr0ub4dor");
-        assert!((3..=6).contains(&forms.len()) && forms.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "+/-_".contains(c))), "{forms:?}");
+        assert!(
+            (3..=6).contains(&forms.len()) && forms.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "+/-_".contains(c))),
+            "{forms:?}"
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! squall's own accept loop. `axum::serve` installs no timer, so hyper's header-read timeout
 //! never fires there and one client holding half-sent headers keeps a connection forever; it
-//! also caps nothing. Here every connection gets a header-read deadline (which hyper also
-//! applies while a keep-alive connection waits for its next request), a write deadline (a
-//! client that accepts no byte for that long is dropped; a viewer resumes with
-//! `Last-Event-ID`), and a place under a connection limit. Accept errors such as running out
-//! of file descriptors are logged and waited out, never fatal.
+//! also caps nothing. Here every connection gets a deadline for its first bytes and one for
+//! its headers (which hyper also applies while a keep-alive connection waits for its next
+//! request), a write deadline (a client that accepts no byte for that long is dropped; a
+//! viewer resumes with `Last-Event-ID`), and a place under a connection limit. Accept errors
+//! such as running out of file descriptors are logged and waited out, never fatal.
 
 use std::future::Future;
 use std::io;
@@ -116,16 +116,44 @@ async fn accept_loop<S>(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let io = TokioIo::new(WriteDeadline::new(tcp, limits.write_timeout));
-        let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service.clone()).into_owned());
+        let (builder, service, watcher) = (builder.clone(), service.clone(), graceful.watcher());
+        let (opening_timeout, write_timeout) = (limits.header_read_timeout, limits.write_timeout);
         metrics::gauge!("squall_connections").increment(1.0);
         metrics::counter!("squall_connections_accepted_total").increment(1);
         tokio::spawn(async move {
-            let _ = connection.await;
+            if opens_in_time(&tcp, opening_timeout).await {
+                let io = TokioIo::new(WriteDeadline::new(tcp, write_timeout));
+                let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()).await;
+            }
             metrics::gauge!("squall_connections").decrement(1.0);
             drop(slot);
         });
     }
+}
+
+/// The start of HTTP/2 with prior knowledge, which tells it from HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the client sends enough to tell its protocol within `timeout`: a byte that is not the
+/// HTTP/2 preface's, or the whole preface. hyper-util's protocol detection waits for that without
+/// any deadline, and hyper's header-read timeout starts only after it, so a client that connects
+/// and sends nothing (or part of the preface) would hold its connection for ever.
+async fn opens_in_time(tcp: &TcpStream, timeout: Duration) -> bool {
+    let detected = async {
+        let mut start = [0u8; H2_PREFACE.len()];
+        loop {
+            let n = tcp.peek(&mut start).await?;
+            if n == 0 {
+                return Ok(false); // closed before a byte
+            }
+            if n == start.len() || start[..n] != H2_PREFACE[..n] {
+                return Ok(true);
+            }
+            // Part of the preface: `peek` would return the same bytes at once, so wait a little.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    matches!(tokio::time::timeout(timeout, detected).await, Ok(Ok::<bool, io::Error>(true)))
 }
 
 /// Errors that concern one connection that never got established, not the listener.
