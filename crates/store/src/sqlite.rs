@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::OptionalExtension;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use squall_core::output::StreamFilter;
 use squall_core::{Execution, OutputRecord, Status, StreamKind, Timestamp};
@@ -218,6 +218,15 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0")
             // Lets retention hand freed pages back to the file system (effective on new files).
             .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental);
+        // One connection creates and migrates the database first: the pool opens its
+        // connections all at once, and on a new file their journal-mode switches and the
+        // migrations' writes would meet, which SQLite answers with "database is locked" at once
+        // rather than waiting (a server once failed to start so).
+        {
+            let mut first = options.connect().await?;
+            sqlx::migrate!("./migrations/sqlite").run(&mut first).await?;
+            first.close().await?;
+        }
         // The connections are opened once and kept: a new one runs its pragmas as a write, which
         // fails while the disk is full, and reads must go on then.
         let pool = SqlitePoolOptions::new()
@@ -227,7 +236,6 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let payloads = Payloads::open(data_dir.join("output"))?;
         let appender = Appender::open(&path, payloads)?;
         Ok(SqliteStore { pool, appender, last_checkpoint: Arc::default(), epoch: std::time::Instant::now() })
