@@ -291,7 +291,7 @@ impl Run<'_> {
     /// Waits until `child` ends. A cancel of the chain cancels the child (and the chain then
     /// ends `canceled`); a shutdown leaves it to the runner that holds it.
     async fn wait_for(&self, child: &Execution, sub: &mut squall_bus::Subscription, stopper: &Stopper) -> Result<Execution, StoreError> {
-        let (mut live, mut cancel_sent) = (true, false);
+        let (mut live, mut cancel_sent, mut ended_in_store) = (true, false, false);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -304,8 +304,16 @@ impl Run<'_> {
                     Received::Closed => live = false,
                 },
                 _ = tick.tick() => {
+                    // The store shows the child's end a moment before its runner publishes it;
+                    // acting on that would let the chain's own events overtake the child's
+                    // (`st2 execution tail` would miss "has finished"). So the store decides
+                    // only when the event has not come for a whole tick (lost to a lag) or
+                    // cannot come (the subscription closed).
                     if let Some(current) = self.ctx.store.execution(&child.id).await?.filter(|c| c.status.is_terminal()) {
-                        return Ok(current);
+                        if ended_in_store || !live {
+                            return Ok(current);
+                        }
+                        ended_in_store = true;
                     }
                 }
                 () = stopper.stopped(), if !cancel_sent => {
