@@ -226,6 +226,8 @@ pub struct Api {
     pub write_timeout: u64,
     /// Connections served at once on all listeners; more clients wait until one closes.
     pub max_connections: usize,
+    /// The largest `limit` a non-admin may ask a list for (StackStorm's `[api] max_page_size`).
+    pub max_page_size: u64,
 }
 
 impl Default for Api {
@@ -236,6 +238,7 @@ impl Default for Api {
             header_read_timeout: limits.header_read_timeout.as_secs(),
             write_timeout: limits.write_timeout.as_secs(),
             max_connections: limits.max_connections,
+            max_page_size: 100,
         }
     }
 }
@@ -475,6 +478,8 @@ mod tests {
         assert!(!c.actionrunner.stream_output);
         assert_eq!((c.stream.heartbeat, c.stream.credential_check), (5, 5));
         assert!(load_text("[stream]\ncredential_check = 0\n").unwrap_err().contains("credential_check"));
+        assert_eq!(load_text("").unwrap().api.max_page_size, 100, "StackStorm's default");
+        assert_eq!(load_text("[api]\nmax_page_size = 500\n").unwrap().api.max_page_size, 500);
     }
 
     #[test]

@@ -240,6 +240,7 @@ async fn run(args: ServerArgs, config: Config) -> anyhow::Result<()> {
                 heartbeat: Duration::from_secs(config.stream.heartbeat),
                 credential_check: Duration::from_secs(config.stream.credential_check),
                 public_api_url: public_url.clone(),
+                max_page_size: config.api.max_page_size,
                 node: NodeIdentity {
                     id: membership.as_ref().map(|m| m.node_id()),
                     roles: args.role.roles().to_string(),

@@ -47,7 +47,8 @@ use serde_json::{Value, json};
 /// * 401: the caller's own StackStorm text ([`unauthorized_text`]); `L` the console's
 ///   "log in", `C` "Invalid or missing credentials".
 /// * 403: `p` a missing permission, `i` permission isolation, `u` acting for another user,
-///   `c` the console's CSRF rule, `l` `limit=-1` from a non-admin (StackStorm's text).
+///   `c` the console's CSRF rule, `l` `limit=-1` from a non-admin (StackStorm's text), `g` a
+///   limit over `[api] max_page_size` from a non-admin (StackStorm's text).
 /// * 2xx: `m` secrets masked (`********` present, no canary), `s` the secret shown, `o` the
 ///   result belongs to the caller, `b` to bob, `n` nothing of the resource (its id and output)
 ///   in the body.
@@ -88,11 +89,13 @@ DELETE /v1/apikeys/{}                                           h          M   |
 # --- actions and runners
 GET    /v1/actions                                              h          -   | 401   401   401   401   401  | 200            200            200            200            200      200
 GET    /v1/actions?limit=-1                                     h          -   | 401   401   401   401   401  | 403l           403l           403l           403l           200      200
+GET    /v1/actions?limit=101                                    h          -   | 401   401   401   401   401  | 403g           403g           403g           403g           200      200
 GET    /v1/actions/{}                                           h          P   | 401   401   401   401   401  | 200            200            200            200            200      200
 GET    /v1/actions/{}                                           h          O   | 401   401   401   401   401  | 200            403p           403p           403p           200      200
 GET    /v1/actions/{}                                           h          M   | 401   401   401   401   401  | 404            404            404            404            404      404
 GET    /v1/runnertypes                                          h          -   | 401   401   401   401   401  | 200            200            200            200            200      200
 GET    /v1/runnertypes?limit=-1                                 h          -   | 401   401   401   401   401  | 403l           403l           403l           403l           200      200
+GET    /v1/runnertypes?limit=100                                h          -   | 401   401   401   401   401  | 200            200            200            200            200      200
 GET    /v1/runnertypes/{}                                       h          r   | 401   401   401   401   401  | 200            200            200            200            200      200
 GET    /v1/runnertypes/{}                                       h          M   | 401   401   401   401   401  | 404            404            404            404            404      404
 # --- execution lists (before anything below adds executions)
@@ -100,6 +103,7 @@ GET    /v1/executions                                           h          -   |
 GET    /v1/executions?user=bob                                  h          -   | 401   401   401   401   401  | 200:B/200:     200:B/200:A    200:B/200:A    200:B          200:B    200:B
 GET    /v1/actionexecutions                                     h          -   | 401   401   401   401   401  | 200:ABX/200:   200:AB/200:A   200:AB/200:A   200:AB/200:B   200:ABX  200:ABX
 GET    /v1/executions?limit=-1                                  h          -   | 401   401   401   401   401  | 403l           403l           403l           403l           200:ABX  200:ABX
+GET    /v1/executions?limit=101                                 h          -   | 401   401   401   401   401  | 403g           403g           403g           403g           200:ABX  200:ABX
 GET    /v1/actionexecutions?limit=-1                            h          -   | 401   401   401   401   401  | 403l           403l           403l           403l           200:ABX  200:ABX
 # --- the global stream, and `st2 execution tail`'s form of it
 GET    /v1/stream?events=st2.execution__update                  q          -   | 401   401   401   401   401  | 200            200            200            200            200      200
@@ -802,6 +806,9 @@ fn judge(world: &World, row: &Row, caller: &str, expected: &Outcome, got: &Got) 
         ),
         403 if expected.has('c') => want_fault(&mut wrong, fault.contains("x-squall-console"), "the CSRF rule"),
         403 if expected.has('l') => want_fault(&mut wrong, fault == UNLIMITED_REFUSED, "the refusal of limit=-1"),
+        403 if expected.has('g') => {
+            want_fault(&mut wrong, fault == r#"Limit "101" specified, maximum value is "100""#, "the refusal of a limit over max_page_size")
+        }
         404 => want_fault(&mut wrong, !fault.is_empty(), "present"),
         _ => {}
     }

@@ -41,6 +41,8 @@ pub struct ServerSettings {
     pub credential_check: Duration,
     /// The public API URL (`X-API-URL` on token responses).
     pub public_api_url: String,
+    /// `[api] max_page_size`: the largest `limit` a non-admin may ask a list for.
+    pub max_page_size: u64,
     /// What this node is, for `/squall/stats`.
     pub node: NodeIdentity,
 }

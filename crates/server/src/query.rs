@@ -128,14 +128,18 @@ impl Attributes {
 /// StackStorm's refusal of `limit=-1` to a non-admin (its `validate_limit_query_param`).
 pub const UNLIMITED_REFUSED: &str = "Administrator access required to be able to specify limit=-1 and retrieve all the records";
 
-/// StackStorm's limit rules: default `default`, `-1` for all (admins only: 403 for anyone
-/// else), `0` and other negatives are 400.
-pub fn limit(params: &Params, default: u64, caller: &Principal) -> Result<Option<u64>, ApiError> {
+/// StackStorm's limit rules: default `default`, `-1` for all and more than `max_page_size`
+/// (admins only: 403 for anyone else), `0` and other negatives are 400.
+pub fn limit(params: &Params, default: u64, max_page_size: u64, caller: &Principal) -> Result<Option<u64>, ApiError> {
     match params.int("limit")? {
         None => Ok(Some(default)),
         Some(-1) if !caller.is_admin => Err(ApiError::forbidden(UNLIMITED_REFUSED)),
         Some(-1) => Ok(None),
-        Some(n) if n <= 0 => Err(ApiError::bad_request(format!("Limit, \"{n}\" specified, must be a positive number."))),
+        Some(0) => Err(ApiError::bad_request("Limit, \"0\" specified, must be a positive number or -1 for full result set.")),
+        Some(n) if n < 0 => Err(ApiError::bad_request(format!("Limit, \"{n}\" specified, must be a positive number."))),
+        Some(n) if n as u64 > max_page_size && !caller.is_admin => {
+            Err(ApiError::forbidden(format!("Limit \"{n}\" specified, maximum value is \"{max_page_size}\"")))
+        }
         Some(n) => Ok(Some(n as u64)),
     }
 }

@@ -43,7 +43,7 @@ const ACTION_FIELDS: &[&str] = &[
 pub async fn list_actions(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
     caller.require(&state, "action_list", Resource::Global)?;
     let attributes = params.attributes(ACTION_FIELDS, &["parameters", "notify"])?;
-    let (limit, offset) = (limit(&params, u64::MAX, &caller)?, offset(&params)?);
+    let (limit, offset) = (limit(&params, u64::MAX, state.settings.max_page_size, &caller)?, offset(&params)?);
     let packs = params.list("pack");
     let names = params.list("name");
     let ids = params.list("id");
@@ -93,7 +93,7 @@ const RUNNER_FIELDS: &[&str] =
     ))]
 pub async fn list_runners(State(state): State<Arc<AppState>>, params: Params, caller: Principal) -> ApiResult<impl IntoResponse> {
     let attributes = params.attributes(RUNNER_FIELDS, RUNNER_FIELDS)?;
-    let (limit, offset) = (limit(&params, 100, &caller)?, offset(&params)?);
+    let (limit, offset) = (limit(&params, 100, state.settings.max_page_size, &caller)?, offset(&params)?);
     let names = params.list("name");
     let ids = params.list("id");
     let matching: Vec<_> = state

@@ -122,7 +122,7 @@ pub async fn list(State(state): State<Arc<AppState>>, params: Params, caller: Pr
         start_after,
         start_before,
         order,
-        limit: limit(&params, 100, &caller)?,
+        limit: limit(&params, 100, state.settings.max_page_size, &caller)?,
         offset: offset(&params)?,
     };
     caller.restrict(&state, &mut query);
