@@ -52,7 +52,7 @@ fn read_all(params: &Params) {
     }
     for is_admin in [true, false] {
         let caller = Principal { user: "fuzz".into(), is_admin, method: Method::None, location: "header" };
-        check(query::limit(params, 100, &caller));
+        check(query::limit(params, 100, 100, &caller));
     }
     check(query::offset(params));
     check(params.attributes(&["id", "status", "result", "action"], &["result", "parameters"]));
