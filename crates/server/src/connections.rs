@@ -116,12 +116,12 @@ async fn accept_loop<S>(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (builder, service, watcher) = (builder.clone(), service.clone(), graceful.watcher());
+        let (builder, service, watcher, shutdown) = (builder.clone(), service.clone(), graceful.watcher(), shutdown.clone());
         let (opening_timeout, write_timeout) = (limits.header_read_timeout, limits.write_timeout);
         metrics::gauge!("squall_connections").increment(1.0);
         metrics::counter!("squall_connections_accepted_total").increment(1);
         tokio::spawn(async move {
-            if opens_in_time(&tcp, opening_timeout).await {
+            if opens_in_time(&tcp, opening_timeout, &shutdown).await {
                 let io = TokioIo::new(WriteDeadline::new(tcp, write_timeout));
                 let _ = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()).await;
             }
@@ -137,8 +137,9 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Whether the client sends enough to tell its protocol within `timeout`: a byte that is not the
 /// HTTP/2 preface's, or the whole preface. hyper-util's protocol detection waits for that without
 /// any deadline, and hyper's header-read timeout starts only after it, so a client that connects
-/// and sends nothing (or part of the preface) would hold its connection for ever.
-async fn opens_in_time(tcp: &TcpStream, timeout: Duration) -> bool {
+/// and sends nothing (or part of the preface) would hold its connection for ever. A shutdown
+/// ends the wait at once (the connection holds up the graceful shutdown until it is served).
+async fn opens_in_time(tcp: &TcpStream, timeout: Duration, shutdown: &CancellationToken) -> bool {
     let detected = async {
         let mut start = [0u8; H2_PREFACE.len()];
         loop {
@@ -153,7 +154,10 @@ async fn opens_in_time(tcp: &TcpStream, timeout: Duration) -> bool {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    matches!(tokio::time::timeout(timeout, detected).await, Ok(Ok::<bool, io::Error>(true)))
+    tokio::select! {
+        opened = tokio::time::timeout(timeout, detected) => matches!(opened, Ok(Ok::<bool, io::Error>(true))),
+        () = shutdown.cancelled() => false,
+    }
 }
 
 /// Errors that concern one connection that never got established, not the listener.
