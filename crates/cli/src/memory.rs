@@ -3,6 +3,7 @@
 //! frees them — and glibc keeps what a burst freed unless it is asked to return it.
 
 /// How often free memory is handed back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Called once before the runtime starts its threads: limits the arenas, then starts the

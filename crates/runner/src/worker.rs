@@ -513,7 +513,8 @@ fn secret_values(e: &Execution, resolved: &params::Resolved, min_length: usize) 
         });
     }
     let forms: Vec<String> = values.iter().filter(|v| v.len() >= min_length).flat_map(|v| mask::encoded_forms(v)).collect();
-    if values.len() + forms.len() <= FAST_MASK_PATTERNS {
+    // One place stays free for the action's token, which the caller adds.
+    if values.len() + forms.len() < FAST_MASK_PATTERNS {
         values.extend(forms);
     } else {
         tracing::warn!(execution = %e.id, secrets = values.len(), "too many secret values to mask their encoded forms too: only the values themselves are masked");
